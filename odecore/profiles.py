@@ -1,0 +1,55 @@
+"""Profiles: one code path, three sizes.
+
+`smoke` is what CI runs (every line, tiny sizes); `reduced` is a named CPU-sized profile where
+`full` (the paper's settings) cannot run on a CPU in reasonable time; `full` is the paper.
+The profile comes from ODECORE_PROFILE; left unset, a chapter shows the largest profile that has
+committed results, so the book build never trains.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+PROFILES: tuple[str, ...] = ("smoke", "reduced", "full")  # smallest to largest
+
+
+def check(profile: str) -> str:
+    """Return `profile` unchanged, or raise ValueError naming the valid ones."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    return profile
+
+
+def current(experiment: str | None = None) -> str:
+    """The profile to show: $ODECORE_PROFILE, else the largest with committed results, else smoke."""
+    chosen = os.environ.get("ODECORE_PROFILE", "").strip()
+    if chosen:
+        return check(chosen)
+    if experiment is not None:
+        from odecore import results  # late import: results imports this module
+
+        have = results.available_profiles(experiment)
+        if have:
+            return have[-1]
+    return "smoke"
+
+
+def rerun() -> bool:
+    """True when ODECORE_RERUN asks to train even if a matching result is cached."""
+    return os.environ.get("ODECORE_RERUN", "0").strip().lower() in {"1", "true", "yes"}
+
+
+def device() -> torch.device:
+    """CUDA when present, else CPU; $ODECORE_DEVICE overrides."""
+    name = os.environ.get("ODECORE_DEVICE", "").strip()
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(dev: torch.device) -> str:
+    """Human-readable device name for provenance ("NVIDIA H200", "cpu (2 threads)")."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,168 @@
+"""The results registry: every reproduced number, as JSON with its provenance.
+
+A result lives at `<results dir>/<experiment>-<profile>.json` and records the config that made it
+and its hash, so `cached()` can tell whether it still answers the question being asked. Files are
+written atomically (temp file + rename), so an interrupted write never leaves half a result. A file
+that cannot be read is an error, never a reason to silently retrain over it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from odecore import profiles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ResultsError(RuntimeError):
+    """A results file exists but cannot be used (corrupt, truncated, or not a result)."""
+
+
+def results_dir() -> Path:
+    """$ODECORE_RESULTS_DIR, else data/results/ in the repository."""
+    return Path(os.environ.get("ODECORE_RESULTS_DIR") or ROOT / "data" / "results")
+
+
+def checkpoint_dir() -> Path:
+    """$ODECORE_CHECKPOINT_DIR, else data/checkpoints/ (small committed models the figures need)."""
+    return Path(os.environ.get("ODECORE_CHECKPOINT_DIR") or ROOT / "data" / "checkpoints")
+
+
+def scratch_dir() -> Path:
+    """$ODECORE_SCRATCH_DIR, else data/scratch/ (git-ignored resume state of runs in progress)."""
+    return Path(os.environ.get("ODECORE_SCRATCH_DIR") or ROOT / "data" / "scratch")
+
+
+def as_dict(config: Any) -> dict:
+    """A config dataclass (or dict) as a plain JSON-able dict."""
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise TypeError(f"config must be a dataclass or dict, not {type(config).__name__}")
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of the canonical JSON of the config: equal configs, equal hashes."""
+    blob = json.dumps(as_dict(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def path_for(experiment: str, profile: str) -> Path:
+    return results_dir() / f"{experiment}-{profiles.check(profile)}.json"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "odecore"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip() or "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def provenance(device: torch.device | None = None) -> dict:
+    """Where and with what a result was made."""
+    import torchdiffeq
+
+    dev = device or profiles.device()
+    return {
+        "device": dev.type,
+        "device_name": profiles.device_name(dev),
+        "torch": torch.__version__,
+        "torchdiffeq": torchdiffeq.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
+         wall_time_s: float, device: torch.device | None = None) -> dict:
+    """Write one result with its provenance and return the record."""
+    record = {
+        "experiment": experiment,
+        "profile": profiles.check(profile),
+        "config": as_dict(config),
+        "config_hash": config_hash(config),
+        "seeds": list(seeds),
+        "wall_time_s": round(float(wall_time_s), 3),
+        **provenance(device),
+        "metrics": metrics,
+    }
+    text = json.dumps(record, indent=1, sort_keys=False, allow_nan=True) + "\n"
+    atomic_write_text(path_for(experiment, profile), text)
+    return record
+
+
+def load(experiment: str, profile: str) -> dict | None:
+    """The stored record, None if there is none; ResultsError if the file is unusable."""
+    path = path_for(experiment, profile)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultsError(
+            f"{path} is not valid JSON ({err}); it may be truncated. Restore it from git "
+            f"(git checkout -- {path.name}) or delete it to retrain.") from err
+    missing = {"experiment", "profile", "config", "config_hash", "metrics"} - set(record)
+    if missing:
+        raise ResultsError(f"{path} lacks {sorted(missing)}: not a result written by odecore.results")
+    return record
+
+
+def available_profiles(experiment: str) -> list[str]:
+    """Profiles with a stored result for `experiment`, smallest to largest."""
+    return [p for p in profiles.PROFILES if path_for(experiment, p).exists()]
+
+
+def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dict], *,
+           seeds: list[int], device: torch.device | None = None) -> dict:
+    """Return the stored record when its config hash matches, else run `compute()` and store it.
+
+    `compute` returns the metrics dict. ODECORE_RERUN=1 forces `compute`.
+    """
+    if not profiles.rerun():
+        record = load(experiment, profile)
+        if record is not None and record["config_hash"] == config_hash(config):
+            return record
+    start = time.perf_counter()
+    metrics = compute()
+    return save(experiment, profile, config, metrics, seeds=seeds,
+                wall_time_s=time.perf_counter() - start, device=device)
+
+
+def label(record: dict) -> str:
+    """Short provenance tag for tables and captions: 'profile reduced, cpu (2 threads), 2026-11-25'."""
+    return f"profile {record['profile']}, {record.get('device_name', '?')}, {record.get('date', '?')[:10]}"

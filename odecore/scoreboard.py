@@ -1,0 +1,62 @@
+"""The reproduction page's table: every item of the paper, the paper's number, ours, and a status.
+
+Built from odecore.paper.ITEMS and whatever data/results/ holds, so it fills itself in as
+chapters land. Each experiment module turns its record into rows via `scoreboard(record)`:
+dicts with item, quantity, paper, ours, unit, tolerance (absolute; a difference within it
+counts as reproduced) and an optional note.
+"""
+from __future__ import annotations
+
+import importlib
+
+import pandas as pd
+
+from odecore import paper, results
+from odecore.experiments import MODULES
+
+
+def status(row: dict, profile: str) -> str:
+    """'reproduced', 'deviates by +x unit', 'measured', or 'not yet run', tagged with a non-full profile."""
+    ours, ref = row.get("ours"), row.get("paper")
+    if ours is None:
+        return "not yet run"
+    if not isinstance(ref, (int, float)):
+        text = "measured (paper gives no number)"
+    elif row.get("tolerance") is not None and abs(ours - ref) <= row["tolerance"]:
+        text = "reproduced"
+    else:
+        text = f"deviates by {ours - ref:+.3g}{(' ' + row['unit']) if row.get('unit') else ''}"
+    return text if profile == "full" else f"{text} ({profile} profile)"
+
+
+def rows_for(experiment: str) -> list[dict]:
+    """Scoreboard rows of the largest stored profile of `experiment`, with provenance; [] if none."""
+    have = results.available_profiles(experiment)
+    if not have or experiment not in MODULES:
+        return []
+    record = results.load(experiment, have[-1])
+    module = importlib.import_module(MODULES[experiment])
+    out = []
+    for row in module.scoreboard(record):
+        out.append({**row, "profile": record["profile"], "status": status(row, record["profile"]),
+                    "source": results.path_for(experiment, record["profile"]).name,
+                    "device": record.get("device_name", "?"), "date": record.get("date", "?")[:10]})
+    return out
+
+
+def table() -> pd.DataFrame:
+    """One row per reproduced quantity, and one 'not yet run' row per item with no results."""
+    rows: list[dict] = []
+    done: dict[str, list[dict]] = {}
+    for item in paper.ITEMS:
+        exp = item["experiment"]
+        if exp not in done:
+            done[exp] = rows_for(exp)
+        mine = [r for r in done[exp] if r["item"] == item["id"]]
+        if mine:
+            rows.extend(mine)
+        else:
+            rows.append({"item": item["id"], "quantity": item["what"], "paper": None, "ours": None,
+                         "status": "not yet run", "profile": "-", "source": "-"})
+    cols = ["item", "quantity", "paper", "ours", "status", "profile", "source"]
+    return pd.DataFrame(rows)[cols]

@@ -1,0 +1,1 @@
+"""Models, one module per chapter: mnist, flows, latent_ode."""

@@ -1,0 +1,556 @@
+"""Section 4: continuous normalizing flows against planar normalizing flows.
+
+Three parts, one module:
+
+- `theorem1()`: for a random planar CNF in 2-D, the change in log density integrated as
+  -tr(df/dz) (Theorem 1) against log|det| of the flow map's Jacobian by autograd. No training.
+- `run_density(profile)` -> result "cnf_density" (Figure 4): minimise KL(q || p) to the potentials
+  U1-U4 with planar NF (K layers, RMSprop) and planar CNF (M units, Adam).
+- `run_mle(profile)` -> result "cnf_mle" (Figure 5): maximum likelihood on Two Circles and Two
+  Moons, CNF with 64 units against an NF of 64 one-unit planar layers.
+
+Every training run is a "sub-run" keyed by the hash of its own settings. Its resume state and its
+finished summary live in results.scratch_dir()/cnf/, so an interrupted profile loses at most one
+chunk of iterations, and changing the profile's list of runs reuses every finished one. Each
+finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt: the figures
+sample from these (plotting never trains).
+
+Command line: python -m odecore.experiments.cnf --profile reduced [--rerun] [--only density|mle]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from odecore import profiles, results, train
+from odecore.datasets import toy2d
+from odecore.models import flows
+
+EXPERIMENTS: tuple[str, ...] = ("cnf_density", "cnf_mle")
+BASE_STD_MLE = math.sqrt(0.1)   # N(0, 0.1 I), the authors' public CNF example
+
+
+# ----------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class DensityConfig:
+    """Figure 4. Paper: CNF 10,000 Adam iterations; NF 500,000 RMSprop iterations; tol 1e-5."""
+    targets: tuple[str, ...] = toy2d.POTENTIALS
+    nf_layers: tuple[int, ...] = (2, 8, 32)
+    cnf_units: tuple[int, ...] = (2, 8, 32)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    spread_targets: tuple[str, ...] = toy2d.POTENTIALS  # targets run with every seed; others seed 0
+    cnf_iterations: int = 10_000
+    nf_iterations: int = 500_000
+    long_cnf: tuple[tuple[str, int], ...] = ()          # extra (target, M) CNF runs, seed 0 ...
+    long_iterations: int = 10_000                        # ... at this many iterations
+    batch_size: int = 256
+    cnf_lr: float = 1e-3
+    nf_lr: float = 1e-3
+    hidden: int = 32
+    t1: float = 1.0
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    method: str = "dopri5"
+    eval_samples: int = 20_000
+    chunk: int = 250
+
+
+@dataclass(frozen=True)
+class MLEConfig:
+    """Figure 5. The paper states only the sizes (64 units, 64 one-unit layers)."""
+    datasets: tuple[str, ...] = toy2d.DATASETS
+    cnf_units: int = 64
+    nf_layers: int = 64
+    seeds: tuple[int, ...] = (0,)
+    cnf_iterations: int = 10_000
+    nf_iterations: int = 10_000
+    batch_size: int = 512
+    cnf_lr: float = 1e-3
+    nf_lr: float = 1e-3
+    hidden: int = 32
+    t1: float = 10.0
+    base_std: float = BASE_STD_MLE
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    method: str = "dopri5"
+    n_test: int = 5_000
+    chunk: int = 100
+
+
+DENSITY_PROFILES: dict[str, DensityConfig] = {
+    "smoke": DensityConfig(targets=("U1",), nf_layers=(2, 8), cnf_units=(2, 8), seeds=(0, 1),
+                           spread_targets=("U1",), cnf_iterations=12, nf_iterations=12,
+                           long_cnf=(("U1", 2),), long_iterations=16, batch_size=64, cnf_lr=1e-2,
+                           nf_lr=1e-2, hidden=8, eval_samples=500, chunk=8),
+    # One CPU thread, about an hour in all (see the chapter for the measured costs).
+    "reduced": DensityConfig(seeds=(0, 1, 2), spread_targets=("U2",), cnf_iterations=3_000,
+                             nf_iterations=5_000, long_cnf=(("U3", 32),), long_iterations=10_000,
+                             cnf_lr=3e-3, nf_lr=1e-2),
+    "full": DensityConfig(),
+}
+MLE_PROFILES: dict[str, MLEConfig] = {
+    "smoke": MLEConfig(cnf_units=8, nf_layers=8, cnf_iterations=6, nf_iterations=6, batch_size=64,
+                       hidden=8, n_test=200, chunk=3),
+    "reduced": MLEConfig(cnf_iterations=2_000, nf_iterations=2_000),
+    "full": MLEConfig(),
+}
+PROFILES = {p: (DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in profiles.PROFILES}
+
+
+# ----------------------------------------------------------------------------------- Theorem 1
+def theorem1(seed: int = 0, *, width: int = 8, n: int = 64, t1: float = 1.0, num_times: int = 21,
+             tol: float = 1e-10, scale: float = 4.0, show: int = 4) -> dict:
+    """Check Theorem 1 on a random planar CNF in 2-D, in float64.
+
+    Integrates [z, log p] with d log p/dt = -tr(df/dz) (closed form) and, separately, the flow
+    map z0 -> z(t); its Jacobian comes from autograd through the solver. Theorem 1 says
+    log p(z(t)) - log p(z(0)) = -log|det dz(t)/dz0| for every t.
+
+    Returns:
+        t, per-sample curves for `show` samples, and max_abs_err over all n samples and times.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    dyn = flows.PlanarCNFDynamics(2, width, hidden=16).double()
+    with torch.no_grad():                    # a strong random flow, not the near-identity of init
+        last = dyn.hyper.net[-1]
+        last.weight.mul_(scale)
+        last.bias.copy_(scale * torch.randn(last.bias.shape, generator=gen, dtype=torch.float64) * 0.3)
+    cnf = flows.CNF(dyn, t1=t1, rtol=tol, atol=tol)
+    z0 = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    times = torch.linspace(0.0, t1, num_times, dtype=torch.float64)
+    with torch.no_grad():
+        _, logp = cnf.push(z0, times)
+    delta = (logp - logp[0]).T                                   # (n, T)
+    zz0 = z0.clone().requires_grad_(True)
+    from odecore.solve import odesolve
+    zs = odesolve(dyn, zz0, times, rtol=tol, atol=tol)           # (T, n, 2)
+    logdet = torch.zeros(n, num_times, dtype=torch.float64)
+    for k in range(1, num_times):
+        rows = [torch.autograd.grad(zs[k, :, i].sum(), zz0, retain_graph=True)[0] for i in range(2)]
+        logdet[:, k] = torch.linalg.slogdet(torch.stack(rows, 1))[1]
+    err = (delta + logdet).abs()
+    return {"t": times.tolist(), "delta_logp": delta[:show].tolist(), "neg_logdet": (-logdet[:show]).tolist(),
+            "max_abs_err": float(err.max()), "max_abs_change": float(delta.abs().max()),
+            "n": n, "width": width, "tol": tol, "seed": seed}
+
+
+# ----------------------------------------------------------------------------------- sub-runs
+def _scratch() -> Path:
+    return results.scratch_dir() / "cnf"
+
+
+def _name(spec: dict) -> str:
+    return f"{spec['kind']}-{spec['task']}-{spec['size']}-s{spec['seed']}-i{spec['iterations']}"
+
+
+def _ckpt_path(experiment: str, profile: str, name: str) -> Path:
+    return results.checkpoint_dir() / f"{experiment}-{profile}" / f"{name}.pt"
+
+
+def build(spec: dict) -> torch.nn.Module:
+    """The model a sub-run spec describes (untrained)."""
+    if spec["kind"] == "nf":
+        return flows.PlanarNF(2, spec["size"])
+    dyn = flows.PlanarCNFDynamics(2, spec["size"], spec["hidden"])
+    return flows.CNF(dyn, t1=spec["t1"], base_std=spec["base_std"], rtol=spec["rtol"], atol=spec["atol"],
+                     method=spec["method"])
+
+
+def load_model(record: dict, name: str) -> torch.nn.Module:
+    """A trained model of `record` by sub-run name, from the checkpoint folder."""
+    state = torch.load(_ckpt_path(record["experiment"], record["profile"], name), map_location="cpu",
+                       weights_only=False)
+    model = build(state["spec"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _density_sample(model, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = flow(z0) and log q(x); z0 ~ N(0, I)."""
+    if isinstance(model, flows.PlanarNF):
+        x, logdet = model(z0)
+        return x, flows.normal_logpdf(z0) - logdet
+    return model.push(z0)
+
+
+def mle_log_prob(model, x: torch.Tensor, base_std: float) -> torch.Tensor:
+    """log p(x) under a trained MLE model. The NF runs in the normalizing direction x -> z."""
+    if isinstance(model, flows.PlanarNF):
+        z, logdet = model(x)
+        return flows.normal_logpdf(z, base_std) + logdet
+    return model.log_prob(x)
+
+
+def _chunked(fn, x: torch.Tensor, size: int = 5000) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
+
+
+def _train(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
+    """Train one sub-run (resuming if interrupted) and return its summary; cached in scratch."""
+    key = results.config_hash(spec)
+    name = _name(spec)
+    summary_path = _scratch() / f"{name}-{key}.json"
+    ckpt = _ckpt_path(experiment, profile, name)
+    if summary_path.exists() and ckpt.exists():
+        return json.loads(summary_path.read_text())
+    dev = profiles.device()
+    train.seed_everything(1000 * spec["seed"] + spec["size"])
+    model = build(spec).to(dev)
+    is_cnf = spec["kind"] == "cnf"
+    opt_cls = torch.optim.RMSprop if spec["optimizer"] == "rmsprop" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=spec["lr"])
+    iters, chunk, batch = spec["iterations"], spec["chunk"], spec["batch_size"]
+    log_z = toy2d.log_normalizer(spec["task"]) if experiment == "cnf_density" else 0.0
+
+    def loss_fn(i: int):
+        g = torch.Generator().manual_seed(1_000_003 * spec["seed"] + i)
+        if is_cnf:
+            model.func.reset()
+        if experiment == "cnf_density":
+            x, logq = _density_sample(model, torch.randn(batch, 2, generator=g).to(dev))
+            loss = (logq + toy2d.energy(spec["task"], x)).mean()
+        else:
+            x = toy2d.sample(spec["task"], batch, g).to(dev)
+            loss = -mle_log_prob(model, x, spec["base_std"]).mean()
+        return (loss, {"nfe": model.nfe}) if is_cnf else loss
+
+    tick = time.perf_counter()
+    try:
+        history = train.fit(model, opt, loss_fn, lambda e: range(e * chunk, min(iters, (e + 1) * chunk)),
+                            num_epochs=math.ceil(iters / chunk), checkpoint=_scratch() / f"{name}-{key}.pt",
+                            desc=name, progress=progress)
+    except (FloatingPointError, AssertionError, RuntimeError) as err:  # torchdiffeq: "underflow in dt"
+        return {**spec, "name": name, "failed": f"{type(err).__name__}: {err}"}
+    model.eval()
+    g = torch.Generator().manual_seed(987_654)
+    with torch.no_grad():
+        if experiment == "cnf_density":
+            z0 = torch.randn(spec["eval_samples"], 2, generator=g).to(dev)
+            gap = _chunked(lambda z: (lambda x, lq: lq + toy2d.energy(spec["task"], x))(*_density_sample(model, z)), z0)
+            metric = {"kl": float(gap.mean()) + log_z, "kl_se": float(gap.std() / math.sqrt(len(gap)))}
+        else:
+            x = toy2d.sample(spec["task"], spec["n_test"], 424_242).to(dev)
+            lp = _chunked(lambda v: mle_log_prob(model, v, spec["base_std"]), x)
+            metric = {"test_loglik": float(lp.mean()), "test_loglik_se": float(lp.std() / math.sqrt(len(lp)))}
+            if is_cnf:
+                model.func.reset()
+                model.log_prob(x[:512])
+                metric["nfe_eval"] = model.nfe
+    train.atomic_save({"spec": spec, "model": {k: v.cpu() for k, v in model.state_dict().items()}}, ckpt)
+    summary = {**spec, "name": name, **metric, "train_time_s": sum(h["time_s"] for h in history),
+               "wall_time_s": time.perf_counter() - tick,
+               "loss": [h["loss"] + log_z for h in history],
+               "nfe": [h.get("nfe") for h in history] if is_cnf else None}
+    results.atomic_write_text(summary_path, json.dumps(summary) + "\n")
+    return summary
+
+
+def density_specs(cfg: DensityConfig) -> list[dict]:
+    """Every sub-run of a Figure 4 profile, short CNF runs first, the long ones last."""
+    common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
+    cnf = {"hidden": cfg.hidden, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
+           "method": cfg.method, "optimizer": "adam", "lr": cfg.cnf_lr}
+    nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr}
+    specs = []
+    for target in cfg.targets:
+        seeds = cfg.seeds if target in cfg.spread_targets else cfg.seeds[:1]
+        for seed in seeds:
+            specs += [{"kind": "cnf", "task": target, "size": m, "seed": seed, "iterations": cfg.cnf_iterations,
+                       **cnf, **common} for m in cfg.cnf_units]
+            specs += [{"kind": "nf", "task": target, "size": k, "seed": seed, "iterations": cfg.nf_iterations,
+                       **nf, **common} for k in cfg.nf_layers]
+    specs += [{"kind": "cnf", "task": target, "size": m, "seed": cfg.seeds[0], "iterations": cfg.long_iterations,
+               **cnf, **common} for target, m in cfg.long_cnf]
+    return specs
+
+
+def mle_specs(cfg: MLEConfig) -> list[dict]:
+    common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "n_test": cfg.n_test, "base_std": cfg.base_std}
+    specs = []
+    for data in cfg.datasets:
+        for seed in cfg.seeds:
+            specs.append({"kind": "cnf", "task": data, "size": cfg.cnf_units, "seed": seed,
+                          "iterations": cfg.cnf_iterations, "hidden": cfg.hidden, "t1": cfg.t1,
+                          "rtol": cfg.rtol, "atol": cfg.atol, "method": cfg.method, "optimizer": "adam",
+                          "lr": cfg.cnf_lr, **common})
+            specs.append({"kind": "nf", "task": data, "size": cfg.nf_layers, "seed": seed,
+                          "iterations": cfg.nf_iterations, "optimizer": "adam", "lr": cfg.nf_lr, **common})
+    return specs
+
+
+def _progress() -> bool:
+    return os.environ.get("TQDM_DISABLE", "0") not in {"1", "true", "True"}
+
+
+def run_density(profile: str | None = None) -> dict:
+    """Figure 4 and the Theorem 1 check: the cached record if its config matches, else trained."""
+    profile = profiles.check(profile or profiles.current("cnf_density"))
+    cfg = DENSITY_PROFILES[profile]
+
+    def compute() -> dict:
+        runs = [_train(s, "cnf_density", profile, _progress()) for s in density_specs(cfg)]
+        return {"runs": runs, "log_z": {t: toy2d.log_normalizer(t) for t in cfg.targets},
+                "theorem1": theorem1()}
+
+    return results.cached("cnf_density", profile, cfg, compute, seeds=list(cfg.seeds))
+
+
+def run_mle(profile: str | None = None) -> dict:
+    """Figure 5: the cached record if its config matches, else trained."""
+    profile = profiles.check(profile or profiles.current("cnf_mle"))
+    cfg = MLE_PROFILES[profile]
+
+    def compute() -> dict:
+        return {"runs": [_train(s, "cnf_mle", profile, _progress()) for s in mle_specs(cfg)]}
+
+    return results.cached("cnf_mle", profile, cfg, compute, seeds=list(cfg.seeds))
+
+
+def run(profile: str | None = None) -> list[dict]:
+    """Both results of the chapter: Figure 5 (cheaper) first, then Figure 4."""
+    return [run_mle(profile), run_density(profile)]
+
+
+# ----------------------------------------------------------------------------------- tables
+def density_table(record: dict):
+    """Final KL(q || p) per target, model and size: mean, spread over seeds (std), seeds."""
+    import pandas as pd
+
+    rows = [r for r in record["metrics"]["runs"] if "kl" in r]
+    df = pd.DataFrame(rows)
+    long_iters = record["config"]["long_iterations"]
+    df["model"] = df["kind"].str.upper() + np.where(df["kind"] == "nf", " K=", " M=") + df["size"].astype(str)
+    df["iterations"] = df["iterations"].astype(int)
+    out = (df.groupby(["task", "kind", "size", "iterations"])["kl"]
+           .agg(kl_mean="mean", kl_std="std", seeds="count").reset_index())
+    out["kl_std"] = out["kl_std"].where(out["seeds"] > 1)
+    out.attrs["long_iterations"] = long_iters
+    return out
+
+
+def mle_table(record: dict):
+    """Test log-likelihood (nats, mean over the held-out points) per data set and model."""
+    import pandas as pd
+
+    rows = []
+    for r in record["metrics"]["runs"]:
+        if "test_loglik" not in r:
+            continue
+        model = f"CNF, M={r['size']}" if r["kind"] == "cnf" else f"NF, K={r['size']} planar layers"
+        rows.append({"data set": r["task"].replace("_", " ").title(), "model": model, "seed": r["seed"],
+                     "iterations": r["iterations"], "test log-likelihood": r["test_loglik"],
+                     "std. error": r["test_loglik_se"], "train time (s)": r["train_time_s"]})
+    return pd.DataFrame(rows)
+
+
+def failures(record: dict) -> list[dict]:
+    return [r for r in record["metrics"]["runs"] if "failed" in r]
+
+
+# ----------------------------------------------------------------------------------- figures
+def _run(record: dict, kind: str, task: str, size: int, seed: int | None = None,
+         iterations: int | None = None) -> dict | None:
+    for r in record["metrics"]["runs"]:
+        if (r["kind"], r["task"], r["size"]) == (kind, task, size) and "failed" not in r \
+                and (seed is None or r["seed"] == seed) and (iterations is None or r["iterations"] == iterations):
+            return r
+    return None
+
+
+def _hist(ax, pts: np.ndarray, lim: float, bins: int = 120) -> None:
+    ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]], cmap="viridis",
+              density=True, rasterized=True)
+    ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
+
+
+def figure_theorem1(th: dict):
+    """Delta log p by -int tr(df/dz) (lines) against -log|det dz(t)/dz0| by autograd (markers)."""
+    from odecore import plots
+
+    fig, ax = plots.subplots(1, 1, width=4.6, height=3.2)
+    t = np.array(th["t"])
+    for i, (a, b) in enumerate(zip(th["delta_logp"], th["neg_logdet"])):
+        line, = ax.plot(t, a, label="$-\\int_0^t \\mathrm{tr}(\\partial f/\\partial z)$" if i == 0 else None)
+        ax.plot(t, b, "o", ms=4, mfc="none", color=line.get_color(),
+                label="$-\\log|\\det \\partial z(t)/\\partial z_0|$" if i == 0 else None)
+    ax.set_xlabel("t"); ax.set_ylabel("$\\log p(z(t)) - \\log p(z(0))$")
+    ax.set_title(f"Theorem 1, {len(th['delta_logp'])} samples (max error {th['max_abs_err']:.1e})")
+    ax.legend(loc="best")
+    return fig
+
+
+def figure4(record: dict, n_samples: int = 20_000, seed: int = 0, lim: float = 4.0):
+    """Figure 4 (a-c): target exp(-U), then NF K=... and CNF M=... samples, one row per target."""
+    from odecore import plots
+
+    cfg = record["config"]
+    targets = cfg["targets"]
+    cols = [("target", None)] + [("nf", k) for k in cfg["nf_layers"]] + [("cnf", m) for m in cfg["cnf_units"]]
+    fig, axes = plots.subplots(len(targets), len(cols), width=1.45, height=1.45, squeeze=False)
+    g = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(n_samples, 2, generator=g)
+    X, Y, pts = toy2d.grid(lim, 200)
+    for r, target in enumerate(targets):
+        for c, (kind, size) in enumerate(cols):
+            ax = axes[r, c]
+            if kind == "target":
+                dens = torch.exp(-toy2d.energy(target, pts)).reshape(X.shape)
+                ax.pcolormesh(X, Y, dens, cmap="viridis", rasterized=True)
+                ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
+                ax.set_ylabel(target)
+            else:
+                run = _run(record, kind, target, size, seed=0, iterations=cfg[f"{kind}_iterations"])
+                if run is None:
+                    ax.axis("off")
+                    continue
+                with torch.no_grad():
+                    x, _ = _density_sample(load_model(record, run["name"]), z0)
+                _hist(ax, x.numpy(), lim)
+                ax.set_xlabel(f"KL {run['kl']:.2f}", fontsize=8)
+            if r == 0:
+                ax.set_title("target" if kind == "target" else f"{kind.upper()} {'K' if kind == 'nf' else 'M'}={size}")
+    return fig
+
+
+def figure4d(record: dict):
+    """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; error bars
+    are the std over seeds where a target has several; a star marks a CNF at the paper's 10,000."""
+    from odecore import plots
+
+    cfg = record["config"]
+    tab = density_table(record)
+    targets = cfg["targets"]
+    fig, axes = plots.subplots(1, len(targets), width=2.4, height=2.3, squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        for kind, label in (("nf", f"NF ({cfg['nf_iterations']:,} RMSprop it.)"),
+                            ("cnf", f"CNF ({cfg['cnf_iterations']:,} Adam it.)")):
+            sub = tab[(tab.task == target) & (tab.kind == kind) & (tab.iterations == cfg[f"{kind}_iterations"])]
+            sub = sub.sort_values("size")
+            ax.errorbar(sub["size"], sub["kl_mean"], yerr=sub["kl_std"].fillna(0), marker="o", capsize=3,
+                        color=plots.COLORS[kind], label=label)
+            for r in record["metrics"]["runs"]:
+                if r["kind"] == kind and r["task"] == target and "kl" in r and r["iterations"] == cfg[f"{kind}_iterations"]:
+                    ax.plot(r["size"], r["kl"], ".", color=plots.COLORS[kind], alpha=0.4)
+        longs = tab[(tab.task == target) & (tab.kind == "cnf") & (tab.iterations == cfg["long_iterations"])
+                    & (cfg["long_iterations"] != cfg["cnf_iterations"])]
+        if len(longs):
+            ax.plot(longs["size"], longs["kl_mean"], "*", ms=12, color=plots.COLORS["cnf"],
+                    label=f"CNF ({cfg['long_iterations']:,} Adam it.)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(set(cfg["nf_layers"]) | set(cfg["cnf_units"])))
+        ax.get_xaxis().set_major_formatter(__import__("matplotlib").ticker.ScalarFormatter())
+        ax.set_xlabel("K (NF) or M (CNF)")
+        ax.set_title(target)
+    axes[0, 0].set_ylabel("final KL(q || p) (nats)")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def figure5(record: dict, n_samples: int = 20_000, seed: int = 0, lim: float = 1.5, n_grid: int = 100):
+    """Figure 5 for each data set: target; rows density (CNF p_t), samples (CNF), NF samples;
+    columns at 5, 20, 40, 60, 80, 100% of the flow (of t1 for the CNF, of the layers for the NF)."""
+    from odecore import paper, plots
+
+    cfg = record["config"]
+    fracs = paper.FIGURE5["fractions"]
+    figs = {}
+    for data in cfg["datasets"]:
+        fig, axes = plots.subplots(3, len(fracs) + 1, width=1.45, height=1.45, squeeze=False)
+        target = toy2d.sample(data, n_samples, 31_337).numpy()
+        cnf_run, nf_run = _run(record, "cnf", data, cfg["cnf_units"]), _run(record, "nf", data, cfg["nf_layers"])
+        g = torch.Generator().manual_seed(seed)
+        for r in range(3):
+            _hist(axes[r, 0], target, lim)
+        axes[0, 0].set_title("target")
+        for r, name in enumerate(("density", "samples", "NF")):
+            axes[r, 0].set_ylabel(name)
+        X, Y, pts = toy2d.grid(lim, n_grid)
+        if cnf_run is not None:
+            cnf = load_model(record, cnf_run["name"])
+            z0 = cnf.sample_base(n_samples, g)
+            times = torch.tensor([0.0] + [f * cnf.t1 for f in fracs])
+            with torch.no_grad():
+                zs, _ = cnf.push(z0, times)
+                for c, f in enumerate(fracs, start=1):
+                    logp = cnf.log_prob(pts, t=f * cnf.t1).reshape(X.shape)
+                    ax = axes[0, c]
+                    ax.pcolormesh(X, Y, logp.exp(), cmap="viridis", rasterized=True)
+                    ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
+                    ax.set_title(f"{round(100 * f)}%")
+                    _hist(axes[1, c], zs[c].numpy(), lim)
+        if nf_run is not None:
+            nf = load_model(record, nf_run["name"])
+            z = BASE_STD_MLE * torch.randn(n_samples, 2, generator=torch.Generator().manual_seed(seed))
+            z = z * (cfg["base_std"] / BASE_STD_MLE)
+            for c, f in enumerate(fracs, start=1):
+                _hist(axes[2, c], nf.inverse(z, round(f * len(nf.layers))).numpy(), lim)
+        fig.suptitle(data.replace("_", " ").title())
+        figs[data] = fig
+    return figs
+
+
+# ----------------------------------------------------------------------------------- scoreboard
+def scoreboard(record: dict) -> list[dict]:
+    """Rows for the reproduction page (see odecore.scoreboard)."""
+    m = record["metrics"]
+    rows: list[dict] = []
+    if record["experiment"] == "cnf_density":
+        th = m["theorem1"]
+        rows.append({"item": "Theorem 1", "quantity": "max |(-int tr df/dz) - (-log|det dz(t)/dz0|)|, random 2-D CNF",
+                     "paper": 0.0, "ours": th["max_abs_err"], "unit": "nats", "tolerance": 1e-6,
+                     "note": "exact identity; tolerance from the solver's 1e-10"})
+        tab = density_table(record)
+        cfg = record["config"]
+        base = tab[tab.iterations == tab.apply(lambda r: cfg[f"{r['kind']}_iterations"], axis=1)]
+        big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
+        wins = 0
+        for target in cfg["targets"]:
+            sub = base[base.task == target].set_index(["kind", "size"])["kl_mean"]
+            if ("nf", big_nf) in sub and ("cnf", big_cnf) in sub:
+                wins += int(sub[("cnf", big_cnf)] < sub[("nf", big_nf)])
+            for (kind, size), kl in sub.items():
+                rows.append({"item": "Figure 4", "quantity": f"final KL(q||p), {target}, {kind.upper()} "
+                             f"{'K' if kind == 'nf' else 'M'}={size}", "paper": None, "ours": float(kl),
+                             "unit": "nats"})
+        rows.append({"item": "Figure 4", "quantity": f"targets where CNF M={big_cnf} has lower KL than NF K={big_nf}",
+                     "paper": len(cfg["targets"]), "ours": wins, "unit": "targets", "tolerance": 0,
+                     "note": "the paper's panels show the CNF ahead on every target"})
+    else:
+        for r in m["runs"]:
+            if "test_loglik" in r:
+                rows.append({"item": "Figure 5", "quantity": f"test log-likelihood, {r['task']}, "
+                             f"{'CNF M' if r['kind'] == 'cnf' else 'NF K'}={r['size']}",
+                             "paper": None, "ours": r["test_loglik"], "unit": "nats"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    parser.add_argument("--rerun", action="store_true", help="train even if a matching result exists")
+    parser.add_argument("--only", choices=("density", "mle"), default=None)
+    args = parser.parse_args()
+    if args.rerun:
+        os.environ["ODECORE_RERUN"] = "1"
+    todo = {"mle": run_mle, "density": run_density}
+    for key, fn in todo.items():
+        if args.only in (None, key):
+            rec = fn(args.profile)
+            print(f"{rec['experiment']} [{rec['profile']}] -> {results.path_for(rec['experiment'], rec['profile'])} "
+                  f"({rec['wall_time_s']:.1f} s on {rec['device_name']})")
+
+
+if __name__ == "__main__":
+    main()

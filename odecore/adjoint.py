@@ -20,8 +20,6 @@ Appendix B). At t_0: dL/dz0 = a(t_0), dL/dtheta = a_theta(t_0), dL/dt_0 = a_t(t_
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
@@ -40,13 +38,23 @@ def _vjp(func: nn.Module, t: Tensor, z: Tensor, a: Tensor, params: tuple[Tensor,
     return f.detach(), grads[0], grads[1], grads[2:]
 
 
+def augmented_dynamics(func: nn.Module, params: tuple[Tensor, ...]):
+    """The backward system of Algorithm 1 on the state (z, a, *a_theta, a_t)."""
+
+    def augmented(s: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        f, da, dt, dtheta = _vjp(func, s, state[0], state[1], params)
+        return (f, da, *dtheta, dt.reshape(1))
+
+    return augmented
+
+
 class _Algorithm1(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, func: nn.Module, rtol: float, atol: float, method: str, z0: Tensor, t: Tensor,
-                *params: Tensor) -> Tensor:
+    def forward(ctx, func: nn.Module, rtol: float, atol: float, method: str, options: dict | None,
+                z0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            z = odeint(func, z0, t, rtol=rtol, atol=atol, method=method)
-        ctx.func, ctx.rtol, ctx.atol, ctx.method = func, rtol, atol, method
+            z = odeint(func, z0, t, rtol=rtol, atol=atol, method=method, options=options)
+        ctx.func, ctx.rtol, ctx.atol, ctx.method, ctx.options = func, rtol, atol, method, options
         ctx.save_for_backward(t, z, *params)
         return z
 
@@ -55,12 +63,7 @@ class _Algorithm1(torch.autograd.Function):
         t, z, *params = ctx.saved_tensors
         func, params = ctx.func, tuple(params)
         n = len(t)
-
-        def augmented(s: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            z_s, a_s = state[0], state[1]
-            f, da, dt, dtheta = _vjp(func, s, z_s, a_s, params)
-            return (f, da, *dtheta, dt.reshape(1))
-
+        augmented = augmented_dynamics(func, params)
         a = grad_z[-1]
         a_theta = [torch.zeros_like(p) for p in params]
         grad_t = torch.zeros_like(t)
@@ -71,7 +74,7 @@ class _Algorithm1(torch.autograd.Function):
             state = (z[i], a, *a_theta, a_t)
             with torch.no_grad():
                 sol = odeint(augmented, state, torch.stack([t[i], t[i - 1]]), rtol=ctx.rtol,
-                             atol=ctx.atol, method=ctx.method)
+                             atol=ctx.atol, method=ctx.method, options=ctx.options)
             a = sol[1][-1] + grad_z[i - 1]               # Algorithm 1: add dL/dz(t_{i-1})
             a_theta = [s[-1] for s in sol[2:2 + len(params)]]
             a_t = sol[-1][-1]
@@ -80,17 +83,19 @@ class _Algorithm1(torch.autograd.Function):
                     grad_t[i - 1] = (grad_z[i - 1] * func(t[i - 1], z[i - 1])).sum()
                 a_t = a_t - grad_t[i - 1]
         grad_t[0] = a_t.squeeze(0)
-        return (None, None, None, None, a, grad_t, *a_theta)
+        return (None, None, None, None, None, a, grad_t, *a_theta)
 
 
 def adjoint_odeint(func: nn.Module, z0: Tensor, t: Tensor, *, rtol: float = 1e-7, atol: float = 1e-9,
-                   method: str = "dopri5") -> Tensor:
+                   method: str = "dopri5", options: dict | None = None) -> Tensor:
     """Solve dz/dt = func(t, z) with gradients for z0, t and func's parameters by Algorithm 1.
 
     Args:
         func: nn.Module dynamics, func(t, z) -> dz/dt of z's shape.
         z0: (batch, dim) initial state (a single tensor).
         t: (T,) strictly monotone output times.
+        options: solver options, e.g. {"step_size": 0.01} for a fixed-step method; used forwards
+            and for the backward augmented solve.
 
     Returns:
         (T, batch, dim) solution; memory held for backward is the T outputs only.
@@ -101,4 +106,4 @@ def adjoint_odeint(func: nn.Module, z0: Tensor, t: Tensor, *, rtol: float = 1e-7
         raise ValueError("adjoint_odeint takes a single tensor z0; use odesolve(adjoint=True) for tuples")
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
     params = tuple(p for p in func.parameters() if p.requires_grad)
-    return _Algorithm1.apply(func, rtol, atol, method, z0, t, *params)
+    return _Algorithm1.apply(func, rtol, atol, method, options, z0, t, *params)

@@ -45,14 +45,11 @@ def rows_for(experiment: str) -> list[dict]:
 
 
 def table() -> pd.DataFrame:
-    """One row per reproduced quantity, and one 'not yet run' row per item with no results."""
+    """One row per reproduced quantity (from any experiment), and 'not yet run' for items with none."""
+    measured = [row for exp in MODULES for row in rows_for(exp)]
     rows: list[dict] = []
-    done: dict[str, list[dict]] = {}
     for item in paper.ITEMS:
-        exp = item["experiment"]
-        if exp not in done:
-            done[exp] = rows_for(exp)
-        mine = [r for r in done[exp] if r["item"] == item["id"]]
+        mine = [r for r in measured if r["item"] == item["id"]]
         if mine:
             rows.extend(mine)
         else:

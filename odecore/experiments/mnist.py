@@ -1,0 +1,578 @@
+"""Section 3: ODE-Net against ResNet, RK-Net and a 1-layer MLP on MNIST (Table 1, Figures 1 and 3).
+
+`run(profile)` trains every model of the profile (each seed resumable epoch by epoch; a finished
+model is kept as a part file, so a run that is cut off and started again only does what is left),
+selects each model's weights by validation error, touches the test set once per reported number,
+measures peak training memory and time, then measures Figure 3 on the trained ODE-Net and trains
+the small 1-D toy of Figure 1. The record holds everything the chapter draws.
+
+    python -m odecore.experiments.mnist --profile reduced
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from odecore import paper, profiles, results
+from odecore.datasets import mnist as data
+from odecore.models import mnist as models
+from odecore.train import atomic_save, fit, seed_everything
+
+EXPERIMENTS = ("mnist",)
+NAMES = {"mlp": "1-layer MLP", "resnet": "ResNet", "rknet": "RK-Net", "odenet": "ODE-Net"}
+
+# Solvers of Figure 3(c): name -> (method, adjoint_options)
+FIG3C_SOLVERS = {"dopri5": ("dopri5", None), "dopri5_seminorm": ("dopri5", {"norm": "seminorm"}),
+                 "lsoda": ("scipy_lsoda", None)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a run; the defaults are the paper's (the `full` profile)."""
+
+    seeds: dict = field(default_factory=lambda: {"mlp": (0, 1, 2), "resnet": (0, 1, 2), "rknet": (0, 1, 2),
+                                                 "odenet": (0, 1, 2)})
+    downsampling: str = "res"
+    tol: float = paper.MNIST_TOL
+    rk_method: str = "dopri5"                 # RK-Net: backprop through this solver's operations
+    n_val: int = 5000                         # held out of the 60k training images
+    n_train: int | None = None                # None: the other 55k
+    n_test: int | None = None                 # None: all 10k
+    images_per_epoch: int | None = None       # None: the whole training split each epoch
+    num_epochs: int = 160
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    schedule: str = "step"                    # "step": x gamma at milestones; "cosine": to 0 over the run
+    milestones: tuple = (60, 100, 140)
+    gamma: float = 0.1
+    augment: bool = True                      # random crop, padding 4
+    eval_batch: int = 500
+    memory_batch: int = 128
+    # Figure 3 (a, b): tolerances at test time on the trained ODE-Net, error against a tight solve
+    fig3_tols: tuple = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+    fig3_ref_tol: float = 1e-7
+    fig3_images: int = 256
+    fig3_repeats: int = 3
+    # Figure 3 (c): forward vs backward NFE under three solvers
+    fig3c_tols: tuple = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+    fig3c_batches: int = 2
+    fig3c_batch_size: int = 64
+    # Figure 1: the 1-D toy
+    fig1_iters: int = 400
+
+
+PROFILES: dict[str, Config] = {
+    "smoke": Config(seeds={"mlp": (0, 1), "resnet": (0,), "rknet": (0,), "odenet": (0,)},
+                    n_val=128, n_train=256, n_test=128, num_epochs=2, batch_size=32, schedule="cosine",
+                    eval_batch=128, memory_batch=16, fig3_tols=(1e-1, 1e-2, 1e-3), fig3_ref_tol=1e-5,
+                    fig3_images=16, fig3_repeats=1, fig3c_tols=(1e-2, 1e-3), fig3c_batches=1,
+                    fig3c_batch_size=8, fig1_iters=40),
+    # A 1-thread CPU budget of about an hour for all four models: 9 epochs of 6,400 images
+    # (57,600 images, about one pass over the 55k training split), no augmentation (with one pass
+    # the nets underfit; cropping only slows them), cosine decay from the paper's lr 0.1.
+    "reduced": Config(seeds={"mlp": (0, 1, 2), "resnet": (0, 1, 2), "rknet": (0,), "odenet": (0,)},
+                      images_per_epoch=6400, num_epochs=9, schedule="cosine", augment=False),
+    "full": Config(),
+}
+
+TRAIN_FIELDS = ("downsampling", "tol", "rk_method", "n_val", "n_train", "n_test", "images_per_epoch",
+                "num_epochs", "batch_size", "lr", "momentum", "schedule", "milestones", "gamma", "augment",
+                "eval_batch")
+
+
+# ----------------------------------------------------------------------------- training
+
+def _make(name: str, cfg: Config) -> nn.Module:
+    return models.make(name, downsampling=cfg.downsampling, tol=cfg.tol, rk_method=cfg.rk_method)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: Config):
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    if cfg.schedule == "cosine":
+        n = cfg.num_epochs
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1 + math.cos(math.pi * e / n)))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; expected 'step' or 'cosine'")
+
+
+@torch.no_grad()
+def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch: int) -> float:
+    """Classification error in percent."""
+    model.eval()
+    wrong = sum(int((model(x[i:i + batch]).argmax(1) != y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return 100.0 * wrong / len(x)
+
+
+def _parts_dir(profile: str) -> Path:
+    return results.scratch_dir() / f"mnist-{profile}"
+
+
+def _part(path: Path, compute):
+    """Load a finished part (JSON) or compute and store it; parts make a cut-off run resumable."""
+    if path.exists() and not profiles.rerun():
+        return json.loads(path.read_text())
+    value = compute()
+    results.atomic_write_text(path, json.dumps(value))
+    return value
+
+
+def weights_path(profile: str, name: str, seed: int) -> Path:
+    """Selected weights of a trained model (the ODE-Net's are committed: Figure 3 needs them)."""
+    return results.checkpoint_dir() / f"mnist-{profile}-{name}-seed{seed}.pt"
+
+
+def train_one(name: str, seed: int, cfg: Config, mnist: data.MNIST, profile: str, *,
+              progress: bool = True) -> dict:
+    """Train one model from one seed; select the epoch with the lowest validation error; test once."""
+    key = results.config_hash({"model": name, "seed": seed, **{f: getattr(cfg, f) for f in TRAIN_FIELDS}})
+    parts = _parts_dir(profile)
+    seed_everything(seed)
+    model = _make(name, cfg).to(mnist.train_x.device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    sched = _scheduler(opt, cfg)
+    ode = model.ode if isinstance(model, models.Classifier) else None
+    best_path = parts / f"{name}-seed{seed}-{key}-best.pt"
+    trace = {"forward": [], "backward": []}  # per-step NFE of the current epoch
+    pending = [None]  # forward NFE of the last step, whose backward count is read at the next one
+
+    def flush() -> None:
+        if pending[0] is not None:
+            trace["forward"].append(pending[0])
+            trace["backward"].append(ode.func.nfe - pending[0])  # nfe after backward = forward + backward
+            pending[0] = None
+
+    def loss_fn(batch):
+        x, y = batch
+        if ode is not None:
+            flush()
+        loss = F.cross_entropy(model(x), y)
+        if ode is None:
+            return loss
+        pending[0] = ode.nfe_forward
+        return loss, {"nfe_forward": ode.nfe_forward}
+
+    def evaluate(epoch: int) -> dict:
+        out = {}
+        if ode is not None:
+            flush()
+            out = {"nfe_forward_steps": trace["forward"][:], "nfe_backward_steps": trace["backward"][:]}
+            trace["forward"].clear(), trace["backward"].clear()
+        out["val_error"] = error_rate(model, mnist.val_x, mnist.val_y, cfg.eval_batch)
+        best = torch.load(best_path, weights_only=False)["val_error"] if best_path.exists() else math.inf
+        if out["val_error"] <= best:
+            atomic_save({"model": model.state_dict(), "val_error": out["val_error"], "epoch": epoch + 1}, best_path)
+        out["lr"] = opt.param_groups[0]["lr"]
+        return out
+
+    def batches(epoch: int):
+        return data.Batches(mnist.train_x, mnist.train_y, cfg.batch_size, epoch=epoch, seed=seed,
+                            images_per_epoch=cfg.images_per_epoch, augment=cfg.augment)
+
+    tick = time.perf_counter()
+    history = fit(model, opt, loss_fn, batches, num_epochs=cfg.num_epochs, scheduler=sched,
+                  evaluate=evaluate, checkpoint=parts / f"{name}-seed{seed}-{key}.pt",
+                  desc=f"{name} seed {seed}", progress=progress)
+    best = torch.load(best_path, weights_only=False)
+    model.load_state_dict(best["model"])
+    atomic_save({"model": best["model"], "name": name, "seed": seed, "config": results.as_dict(cfg),
+                 "epoch": best["epoch"], "val_error": best["val_error"]}, weights_path(profile, name, seed))
+    test_error = error_rate(model, mnist.test_x, mnist.test_y, cfg.eval_batch)  # the one look at the test set
+    steps_per_epoch = len(batches(0))
+    return {"model": name, "seed": seed, "test_error": test_error, "best_epoch": best["epoch"],
+            "val_error": best["val_error"], "history": history, "params": models.count_params(model),
+            "time_per_epoch_s": float(np.mean([h["time_s"] for h in history])),
+            "images_per_epoch": steps_per_epoch * cfg.batch_size,
+            "wall_time_s": time.perf_counter() - tick}
+
+
+# ----------------------------------------------------------------------------- memory
+
+def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: float = 1e-3,
+                rk_method: str = "dopri5") -> dict:
+    """Peak memory of one training step, measured in a fresh process (call `measure_step_memory`).
+
+    Method: ru_maxrss (the process's peak resident set) after building the model and the batch,
+    then again after one forward + backward + SGD step; the difference is the step's peak. CUDA:
+    torch.cuda.max_memory_allocated over the step instead. Also returns the step's time and NFE.
+    """
+    dev = profiles.device()
+    model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.rand(batch_size, 1, 28, 28, device=dev)
+    y = torch.randint(0, 10, (batch_size,), device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tick = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    ode = model.ode if isinstance(model, models.Classifier) else None
+    fwd = ode.func.nfe if ode is not None else 0
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+        method = "torch.cuda.max_memory_allocated"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        method = "ru_maxrss increase over one step, fresh process"
+    return {"peak_mb": peak / 2**20, "method": method, "step_s": time.perf_counter() - tick,
+            "nfe_forward": fwd, "nfe_backward": (ode.func.nfe - fwd) if ode is not None and ode.adjoint else 0}
+
+
+def measure_step_memory(name: str, batch_size: int, **kw) -> dict:
+    """`step_memory` in a fresh Python process, so no earlier allocation hides the peak."""
+    code = ("import json, sys; from odecore.experiments.mnist import step_memory; "
+            f"print(json.dumps(step_memory({name!r}, {batch_size}, **{kw!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- Figure 3
+
+def _ode_features(model: models.Classifier, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return model[0](x)
+
+
+def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[dict]:
+    """(a, b): forward NFE, numerical error and wall time of the ODE block at each test tolerance.
+
+    Error: mean over images of ||z(1) - z_ref(1)|| / ||z_ref(1)||, z_ref solved at fig3_ref_tol.
+    """
+    block = model.ode
+    z0 = _ode_features(model, x)
+    old = block.tol
+    rows = []
+    with torch.no_grad():
+        block.tol = cfg.fig3_ref_tol
+        ref = block(z0)
+        ref_nfe = block.nfe_forward
+        for tol in cfg.fig3_tols:
+            block.tol = tol
+            times = []
+            for _ in range(cfg.fig3_repeats):
+                tick = time.perf_counter()
+                z = block(z0)
+                times.append(time.perf_counter() - tick)
+            err = ((z - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).mean().item()
+            acc_logits = model[2](z)
+            rows.append({"tol": tol, "nfe_forward": block.nfe_forward, "error": err,
+                         "time_s": float(np.median(times)), "ref_nfe": ref_nfe,
+                         "logit_change": (acc_logits - model[2](ref)).abs().max().item()})
+    block.tol = old
+    return rows
+
+
+def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[dict]:
+    """(c): forward and backward NFE of the adjoint under each solver of FIG3C_SOLVERS and tolerance."""
+    models.register_scipy_lsoda()
+    block = model.ode
+    saved = (block.method, block.adjoint_options, block.tol)
+    model.train()
+    rows = []
+    for solver, (method, adjoint_options) in FIG3C_SOLVERS.items():
+        block.method, block.adjoint_options = method, adjoint_options
+        for tol in cfg.fig3c_tols:
+            block.tol = tol
+            for i, (x, y) in enumerate(zip(xs, ys)):
+                tick = time.perf_counter()
+                loss = F.cross_entropy(model(x), y)
+                fwd = block.func.nfe
+                model.zero_grad()
+                loss.backward()
+                rows.append({"solver": solver, "tol": tol, "batch": i, "nfe_forward": fwd,
+                             "nfe_backward": block.func.nfe - fwd, "time_s": time.perf_counter() - tick})
+    block.method, block.adjoint_options, block.tol = saved
+    model.zero_grad()
+    model.eval()
+    return rows
+
+
+# ----------------------------------------------------------------------------- Figure 1
+
+class _ToyField(nn.Module):
+    """1-D dynamics f(t, z): a 2-32-1 tanh network of (t, z); records where it is evaluated."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 1))
+        self.points: list | None = None
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        if self.points is not None:
+            self.points.append((float(t), z.detach().flatten().tolist()))
+        return self.net(torch.cat([t.expand_as(z), z], 1))
+
+
+def _toy_target(z: Tensor) -> Tensor:
+    return 1.5 * torch.tanh(2.0 * z)  # pulls inputs towards two clusters: the map both nets learn
+
+
+def figure1(cfg: Config, seed: int = 0) -> dict:
+    """Train a 6-block residual network and an ODE network on the same 1-D map, then record the
+    ResNet's hidden states after each block and the ODE network's vector field, trajectories and
+    the points where dopri5 evaluated it (tol 1e-3)."""
+    from odecore.solve import odesolve
+
+    seed_everything(seed)
+    z = torch.linspace(-2, 2, 256)[:, None]
+    target = _toy_target(z)
+    blocks = nn.ModuleList(nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1)) for _ in range(6))
+
+    def resnet(z0: Tensor) -> list[Tensor]:
+        states = [z0]
+        for block in blocks:
+            states.append(states[-1] + block(states[-1]))
+        return states
+
+    func = _ToyField()
+    t = torch.tensor([0.0, 1.0])
+    losses = {}
+    for name, params, forward in (
+            ("resnet", blocks.parameters(), lambda: resnet(z)[-1]),
+            ("odenet", func.parameters(), lambda: odesolve(func, z, t, rtol=1e-3, atol=1e-3)[-1])):
+        opt = torch.optim.Adam(params, lr=0.02)
+        for _ in range(cfg.fig1_iters):
+            loss = F.mse_loss(forward(), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        losses[name] = loss.item()
+    starts = torch.linspace(-1.9, 1.9, 11)[:, None]
+    with torch.no_grad():
+        res_states = torch.cat(resnet(starts), 1)                                 # (11, 7)
+        fine = torch.linspace(0, 1, 101)
+        traj = odesolve(func, starts, fine, rtol=1e-6, atol=1e-6)[..., 0].T       # (11, 101)
+        func.points = []
+        odesolve(func, starts, t, rtol=1e-3, atol=1e-3)
+        points, func.points = func.points, None
+        tg, zg = torch.meshgrid(torch.linspace(0, 1, 11), torch.linspace(-2.2, 2.2, 13), indexing="ij")
+        field_ = func.net(torch.stack([tg.flatten(), zg.flatten()], 1)).reshape(tg.shape)
+    return {"mse": losses, "starts": starts.flatten().tolist(), "resnet_states": res_states.tolist(),
+            "ode_t": fine.tolist(), "ode_traj": traj.tolist(),
+            "ode_eval_t": [p[0] for p in points], "ode_eval_z": [p[1] for p in points],
+            "field_t": tg.tolist(), "field_z": zg.tolist(), "field_f": field_.tolist()}
+
+
+# ----------------------------------------------------------------------------- run
+
+def _summarise(runs: list[dict], memory: dict) -> dict:
+    errs = [r["test_error"] for r in runs]
+    first = runs[0]
+    out = {"model": NAMES[first["model"]], "params": first["params"], "seeds": [r["seed"] for r in runs],
+           "test_error": errs, "test_error_mean": float(np.mean(errs)),
+           "test_error_std": float(np.std(errs, ddof=1)) if len(errs) > 1 else None,
+           "val_error": [r["val_error"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
+           "time_per_epoch_s": float(np.mean([r["time_per_epoch_s"] for r in runs])),
+           "images_per_epoch": first["images_per_epoch"], "memory": memory,
+           "history": [r["history"] for r in runs]}
+    out["time_per_55k_s"] = out["time_per_epoch_s"] * 55_000 / out["images_per_epoch"]
+    steps = [h for h in first["history"] if "nfe_forward_steps" in h]
+    if steps:
+        fwd = [n for h in steps for n in h["nfe_forward_steps"]]
+        bwd = [n for h in steps for n in h["nfe_backward_steps"]]
+        out["nfe_forward_mean"] = float(np.mean(fwd))
+        out["nfe_backward_mean"] = float(np.mean(bwd))
+    return out
+
+
+def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
+    """The cached record of `profile` if its config matches, else train and measure everything."""
+    profile = profiles.check(profile or profiles.current("mnist"))
+    cfg = PROFILES[profile]
+    progress = (os.environ.get("TQDM_DISABLE", "0") != "1") if progress is None else progress
+    all_seeds = sorted({s for seeds in cfg.seeds.values() for s in seeds})
+
+    def compute() -> dict:
+        dev = profiles.device()
+        parts = _parts_dir(profile)
+        full_key = results.config_hash(cfg)
+        mnist = data.splits(cfg.n_val, n_train=cfg.n_train, n_test=cfg.n_test, device=dev)
+        runs: dict[str, list[dict]] = {}
+        # Order: cheap models first, then the ODE-Net (Figure 3 needs it), then the rest.
+        order = [("mlp", s) for s in cfg.seeds["mlp"]] + [("resnet", cfg.seeds["resnet"][0]),
+                                                            ("odenet", cfg.seeds["odenet"][0])]
+        order += [(m, s) for m in models.MODELS for s in cfg.seeds[m] if (m, s) not in order]
+        figure1_data = _part(parts / f"figure1-{full_key}.json", lambda: figure1(cfg))
+        fig3 = None
+        for name, seed in order:
+            key = results.config_hash({"model": name, "seed": seed, **{f: getattr(cfg, f) for f in TRAIN_FIELDS}})
+            runs.setdefault(name, []).append(_part(
+                parts / f"{name}-seed{seed}-{key}.json",
+                lambda: train_one(name, seed, cfg, mnist, profile, progress=progress)))
+            if name == "odenet" and fig3 is None:
+                fig3 = _part(parts / f"figure3-{full_key}.json",
+                             lambda: figure3(cfg, mnist, profile, seed))
+        memory = _part(parts / f"memory-{full_key}.json", lambda: {
+            name: measure_step_memory(name, cfg.memory_batch, downsampling=cfg.downsampling, tol=cfg.tol,
+                                      rk_method=cfg.rk_method) for name in models.MODELS})
+        table = {name: _summarise(runs[name], memory[name]) for name in models.MODELS}
+        return {"table1": table, "figure3": fig3, "figure1": figure1_data,
+                "param_counts": models.param_counts(), "split": {
+                    "train": len(mnist.train_x), "val": len(mnist.val_x), "test": len(mnist.test_x)}}
+
+    return results.cached("mnist", profile, cfg, compute, seeds=all_seeds)
+
+
+def figure3(cfg: Config, mnist: data.MNIST, profile: str, seed: int) -> dict:
+    """All of Figure 3's measurements on the trained ODE-Net (validation images, never test)."""
+    dev = mnist.val_x.device
+    model = _make("odenet", cfg).to(dev)
+    model.load_state_dict(torch.load(weights_path(profile, "odenet", seed), map_location=dev,
+                                     weights_only=False)["model"])
+    model.eval()
+    tol_rows = figure3_tolerance(model, mnist.val_x[:cfg.fig3_images], cfg)
+    b = cfg.fig3c_batch_size
+    xs = [mnist.val_x[i * b:(i + 1) * b] for i in range(cfg.fig3c_batches)]
+    ys = [mnist.val_y[i * b:(i + 1) * b] for i in range(cfg.fig3c_batches)]
+    return {"tolerance": tol_rows, "backward": figure3_backward(model, xs, ys, cfg), "seed": seed}
+
+
+# ----------------------------------------------------------------------------- tables, figures
+
+def table1(record: dict):
+    """Table 1, the paper's column beside ours (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for name in models.MODELS:
+        ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
+        spread = f" ± {ours['test_error_std']:.2f}" if ours["test_error_std"] is not None else ""
+        rows.append({
+            "model": ref["model"],
+            "test error, paper (%)": ref["test_error"],
+            f"test error, ours (%)": f"{ours['test_error_mean']:.2f}{spread} (n={len(ours['seeds'])})",
+            "params, paper (M)": ref["params_m"],
+            "params, ours (M)": round(ours["params"] / 1e6, 3),
+            "memory, paper": ref["memory"],
+            "peak step memory, ours (MB)": round(ours["memory"]["peak_mb"], 1),
+            "time, paper": ref["time"],
+            "s / epoch of 55k, ours": round(ours["time_per_55k_s"], 1),
+            "forward NFE, ours": round(ours.get("nfe_forward_mean", float("nan")), 1),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def plot_figure3(record: dict):
+    """Figure 3 (a-d) from the record."""
+    from odecore import plots
+
+    fig3 = record["metrics"]["figure3"]
+    fig, ax = plots.subplots(1, 4, width=3.0, height=2.8)
+    tol = fig3["tolerance"]
+    nfe = [r["nfe_forward"] for r in tol]
+    ax[0].loglog(nfe, [r["error"] for r in tol], "o-", color=plots.COLORS["odenet"])
+    ax[0].set(xlabel="forward NFE", ylabel="numerical error", title="(a) NFE vs error")
+    t0 = tol[-1]["time_s"] / tol[-1]["nfe_forward"]
+    ax[1].plot(nfe, [r["time_s"] for r in tol], "o-", color=plots.COLORS["odenet"])
+    ax[1].set(xlabel="forward NFE", ylabel="forward time (s)", title="(b) NFE vs time")
+    ax[1].plot([0, max(nfe)], [0, max(nfe) * t0], ":", color="grey", label="proportional")
+    ax[1].legend()
+    by = {}
+    for r in fig3["backward"]:
+        by.setdefault(r["solver"], []).append(r)
+    labels = {"dopri5": "dopri5", "dopri5_seminorm": "dopri5 + seminorm", "lsoda": "scipy LSODA"}
+    colors = {"dopri5": plots.COLORS["dopri5"], "dopri5_seminorm": plots.COLORS["seminorm"],
+              "lsoda": plots.COLORS["scipy"]}
+    hi = 0
+    for solver, rows in by.items():
+        f, b = [r["nfe_forward"] for r in rows], [r["nfe_backward"] for r in rows]
+        hi = max(hi, *f, *b)
+        ax[2].scatter(f, b, s=18, color=colors[solver], label=labels[solver], alpha=0.8)
+    ax[2].plot([0, hi], [0, hi], ":", color="grey", label="backward = forward")
+    ax[2].plot([0, hi], [0, hi * paper.BACKWARD_OVER_FORWARD_NFE], "--", color="grey", label="paper: half")
+    ax[2].set(xlabel="forward NFE", ylabel="backward NFE", title="(c) forward vs backward")
+    ax[2].legend(fontsize=7)
+    hist = record["metrics"]["table1"]["odenet"]["history"][0]
+    steps = [n for h in hist for n in h["nfe_forward_steps"]]
+    per_epoch = [np.mean(h["nfe_forward_steps"]) for h in hist]
+    x_steps = np.arange(1, len(steps) + 1) / max(len(hist[0]["nfe_forward_steps"]), 1)
+    ax[3].plot(x_steps, steps, ".", ms=2, alpha=0.3, color=plots.COLORS["odenet"], label="each step")
+    ax[3].plot(np.arange(1, len(hist) + 1), per_epoch, "o-", color=plots.COLORS["odenet"], label="epoch mean")
+    ax[3].set(xlabel="training epoch", ylabel="forward NFE", title="(d) NFE over training")
+    ax[3].legend(fontsize=7)
+    return fig
+
+
+def plot_figure1(record: dict):
+    """Figure 1: ResNet's discrete steps (left) against the ODE network's vector field (right)."""
+    from odecore import plots
+
+    f1 = record["metrics"]["figure1"]
+    fig, ax = plots.subplots(1, 2, width=3.6, height=3.2)
+    states = np.array(f1["resnet_states"])
+    depth = np.arange(states.shape[1])
+    for row in states:
+        ax[0].plot(depth, row, "-", color=plots.COLORS["resnet"], alpha=0.6)
+        ax[0].plot(depth, row, "o", color="black", ms=3)
+    for k in range(states.shape[1] - 1):
+        ax[0].quiver(np.full(len(states), k), states[:, k], np.ones(len(states)), states[:, k + 1] - states[:, k],
+                     angles="xy", scale_units="xy", scale=1, width=0.004, color="grey", alpha=0.5)
+    ax[0].set(xlabel="depth (residual block)", ylabel="hidden state z", title="Residual network")
+    t, zz, ff = (np.array(f1[k]) for k in ("field_t", "field_z", "field_f"))
+    norm = np.sqrt(1 + ff ** 2)
+    ax[1].quiver(t, zz, 1 / norm, ff / norm, angles="uv", color="grey", alpha=0.5, width=0.004)
+    for row in np.array(f1["ode_traj"]):
+        ax[1].plot(f1["ode_t"], row, "-", color=plots.COLORS["odenet"], alpha=0.7)
+    et = np.repeat(f1["ode_eval_t"], len(f1["starts"]))
+    ez = np.array(f1["ode_eval_z"]).flatten()
+    ax[1].plot(et, ez, "o", color="black", ms=3, label="dopri5 evaluations")
+    ax[1].set(xlabel="time t", ylabel="state z(t)", title="ODE network")
+    ax[1].legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def scoreboard(record: dict) -> list[dict]:
+    """Reproduction-page rows: Table 1 (error and params per model), Figure 1, Figure 3."""
+    m = record["metrics"]
+    rows = []
+    for name in models.MODELS:
+        ours, ref = m["table1"][name], paper.TABLE1[name]
+        rows.append({"item": "Table 1", "quantity": f"{ref['model']} test error", "paper": ref["test_error"],
+                     "ours": round(ours["test_error_mean"], 3), "unit": "%", "tolerance": 0.1})
+        rows.append({"item": "Table 1", "quantity": f"{ref['model']} parameters", "paper": ref["params_m"],
+                     "ours": round(ours["params"] / 1e6, 3), "unit": "M", "tolerance": 0.015})
+        rows.append({"item": "Table 1", "quantity": f"{ref['model']} peak step memory (MB, batch "
+                     f"{record['config']['memory_batch']})", "paper": ref["memory"],
+                     "ours": round(ours["memory"]["peak_mb"], 1), "unit": "MB"})
+    bwd = {}
+    for r in m["figure3"]["backward"]:
+        if r["tol"] == record["config"]["tol"]:
+            bwd.setdefault(r["solver"], []).append(r["nfe_backward"] / r["nfe_forward"])
+    for solver, ratios in bwd.items():
+        rows.append({"item": "Figure 3", "quantity": f"(c) backward / forward NFE, {solver}, tol 1e-3",
+                     "paper": paper.BACKWARD_OVER_FORWARD_NFE, "ours": round(float(np.mean(ratios)), 2),
+                     "tolerance": 0.1})
+    hist = m["table1"]["odenet"]["history"][0]
+    rows.append({"item": "Figure 3", "quantity": "(d) forward NFE, first -> last epoch (paper: it grows)",
+                 "paper": None, "ours": round(float(np.mean(hist[-1]["nfe_forward_steps"])), 1),
+                 "note": f"first epoch {np.mean(hist[0]['nfe_forward_steps']):.1f}"})
+    rows.append({"item": "Figure 1", "quantity": "toy ODE network final MSE (drawn from a trained model)",
+                 "paper": None, "ours": round(m["figure1"]["mse"]["odenet"], 4)})
+    return rows
+
+
+if __name__ == "__main__":
+    from odecore.experiments import cli
+
+    cli(run, PROFILES, __doc__.splitlines()[0])

@@ -1,0 +1,83 @@
+"""The results registry: caching by config hash, provenance, atomic writes, clear errors."""
+import dataclasses
+import json
+
+import pytest
+
+from odecore import profiles, results
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    lr: float = 0.1
+    sizes: tuple = (1, 2)
+
+
+def test_config_hash_is_stable_and_sensitive():
+    assert results.config_hash(Cfg()) == results.config_hash(Cfg())
+    assert results.config_hash(Cfg()) == results.config_hash({"sizes": [1, 2], "lr": 0.1})
+    assert results.config_hash(Cfg()) != results.config_hash(Cfg(lr=0.01))
+
+
+def test_cached_computes_once_then_loads(monkeypatch):
+    calls = []
+    compute = lambda: calls.append(1) or {"error": 0.5}  # noqa: E731
+    first = results.cached("toy", "smoke", Cfg(), compute, seeds=[0])
+    second = results.cached("toy", "smoke", Cfg(), compute, seeds=[0])
+    assert calls == [1]
+    assert first["metrics"] == second["metrics"] == {"error": 0.5}
+    for key in ("experiment", "profile", "config", "config_hash", "seeds", "device", "device_name", "torch",
+                "torchdiffeq", "git_commit", "wall_time_s", "date"):
+        assert key in second, key
+    results.cached("toy", "smoke", Cfg(lr=0.2), compute, seeds=[0])  # config changed: recompute
+    assert calls == [1, 1]
+    monkeypatch.setenv("ODECORE_RERUN", "1")
+    results.cached("toy", "smoke", Cfg(lr=0.2), compute, seeds=[0])  # forced
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"experiment": "toy", "metr', "not valid JSON"),
+    ('{"experiment": "toy"}', "lacks"),
+])
+def test_corrupt_file_is_an_error_not_a_retrain(content, message):
+    path = results.path_for("toy", "smoke")
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(results.ResultsError, match=message):
+        results.cached("toy", "smoke", Cfg(), lambda: pytest.fail("must not retrain"), seeds=[0])
+    assert path.read_text() == content  # left as it was
+
+
+def test_atomic_write_leaves_no_partial_file(monkeypatch):
+    results.save("toy", "full", Cfg(), {"a": 1}, seeds=[0], wall_time_s=1.0)
+    path = results.path_for("toy", "full")
+    before = path.read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", boom)
+    with pytest.raises(OSError):
+        results.save("toy", "full", Cfg(lr=9), {"a": 2}, seeds=[0], wall_time_s=1.0)
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # temp file cleaned up
+
+
+def test_profile_selection(monkeypatch):
+    assert profiles.current("toy") == "smoke"
+    results.save("toy", "reduced", Cfg(), {}, seeds=[0], wall_time_s=0)
+    assert profiles.current("toy") == "reduced"
+    assert results.available_profiles("toy") == ["reduced"]
+    monkeypatch.setenv("ODECORE_PROFILE", "full")
+    assert profiles.current("toy") == "full"
+    monkeypatch.setenv("ODECORE_PROFILE", "huge")
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        profiles.current("toy")
+
+
+def test_record_is_plain_json():
+    results.save("toy", "smoke", Cfg(), {"curve": [1.0, 2.0]}, seeds=[1, 2], wall_time_s=3.0)
+    data = json.loads(results.path_for("toy", "smoke").read_text())
+    assert data["seeds"] == [1, 2] and data["metrics"]["curve"] == [1.0, 2.0]
+    assert data["config"] == {"lr": 0.1, "sizes": [1, 2]}

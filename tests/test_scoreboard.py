@@ -1,0 +1,25 @@
+"""The reproduction page's table fills itself in from data/results and labels non-full profiles."""
+from odecore import paper, results, scoreboard
+from odecore.experiments import adjoint
+
+
+def test_every_item_listed_before_any_run():
+    table = scoreboard.table()
+    assert set(table["item"]) == {item["id"] for item in paper.ITEMS}
+    assert (table["status"] == "not yet run").all()
+
+
+def test_rows_from_a_result_carry_profile_and_status():
+    adjoint.run("smoke")
+    table = scoreboard.table()
+    rows = table[table["source"] == "adjoint-smoke.json"]
+    assert len(rows) >= 4
+    assert rows["status"].str.endswith("(smoke profile)").all()
+    assert (rows["profile"] == "smoke").all()
+
+
+def test_status_words():
+    assert scoreboard.status({"ours": 0.43, "paper": 0.42, "tolerance": 0.05}, "full") == "reproduced"
+    assert scoreboard.status({"ours": 0.6, "paper": 0.42, "tolerance": 0.05, "unit": "%"}, "full") == "deviates by +0.18 %"
+    assert scoreboard.status({"ours": None, "paper": 0.42}, "full") == "not yet run"
+    assert scoreboard.status({"ours": 1.0, "paper": None}, "reduced") == "measured (paper gives no number) (reduced profile)"

@@ -57,3 +57,36 @@ def table() -> pd.DataFrame:
                          "status": "not yet run", "profile": "-", "source": "-"})
     cols = ["item", "quantity", "paper", "ours", "status", "profile", "source"]
     return pd.DataFrame(rows)[cols]
+
+
+README_START, README_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"
+
+
+def markdown() -> str:
+    """The table as Markdown, for the README (regenerate with `python -m odecore.scoreboard`)."""
+    def cell(x) -> str:
+        if x is None or (isinstance(x, float) and pd.isna(x)):
+            return "-"
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+    df = table()
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def update_readme(path) -> bool:
+    """Replace the README's generated block; True if it changed."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{markdown()}\n{README_END}{tail}"
+    Path(path).write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    changed = update_readme(results.ROOT / "README.md")
+    print("README.md scoreboard", "updated" if changed else "already current")

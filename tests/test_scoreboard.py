@@ -23,3 +23,11 @@ def test_status_words():
     assert scoreboard.status({"ours": 0.6, "paper": 0.42, "tolerance": 0.05, "unit": "%"}, "full") == "deviates by +0.18 %"
     assert scoreboard.status({"ours": None, "paper": 0.42}, "full") == "not yet run"
     assert scoreboard.status({"ours": 1.0, "paper": None}, "reduced") == "measured (paper gives no number) (reduced profile)"
+
+
+def test_readme_scoreboard_is_current(monkeypatch):
+    """The README's table is what `python -m odecore.scoreboard` generates from the committed results."""
+    monkeypatch.delenv("ODECORE_RESULTS_DIR")
+    text = (results.ROOT / "README.md").read_text()
+    block = text.split(scoreboard.README_START)[1].split(scoreboard.README_END)[0].strip()
+    assert block == scoreboard.markdown(), "README scoreboard is stale: run python -m odecore.scoreboard"

@@ -58,17 +58,27 @@ def gaps_backward(t_obs: Tensor) -> Tensor:
     return t_obs - prev
 
 
+def rnn_cell(kind: str, input_size: int, hidden: int) -> nn.Module:
+    """"gru" (gated; the default) or "rnn" (a plain tanh cell, as in the authors' public example)."""
+    if kind == "gru":
+        return nn.GRUCell(input_size, hidden)
+    if kind == "rnn":
+        return nn.RNNCell(input_size, hidden, nonlinearity="tanh")
+    raise ValueError(f"unknown cell {kind!r}; expected 'gru' or 'rnn'")
+
+
 class Encoder(nn.Module):
     """Recognition RNN: reads (x_i, t_i - t_{i-1}) for i = n-1 .. 0 and returns (mu, sigma) of q(z_t0).
 
     The last step read is the first observation with its distance to t = 0, so the state knows
-    how far back z_t0 lies. A GRU cell (gated, so 25 units carry information over 100 steps).
+    how far back z_t0 lies. A GRU cell by default (gated, so 25 units carry information over 100
+    steps); cell="rnn" gives the plain tanh cell, about three times cheaper per step.
     """
 
-    def __init__(self, obs_dim: int = 2, hidden: int = 25, latent_dim: int = 4):
+    def __init__(self, obs_dim: int = 2, hidden: int = 25, latent_dim: int = 4, cell: str = "gru"):
         super().__init__()
         self.hidden = hidden
-        self.cell = nn.GRUCell(obs_dim + 1, hidden)
+        self.cell = rnn_cell(cell, obs_dim + 1, hidden)
         self.out = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, x: Tensor, t_obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,10 +107,10 @@ class LatentODE(nn.Module):
     def __init__(self, obs_dim: int = 2, latent_dim: int = 4, rnn_hidden: int = 25,
                  dynamics_hidden: int = 20, decoder_hidden: int = 20, *, obs_std: float = 0.1,
                  rtol: float = 1e-5, atol: float = 1e-6, method: str = "dopri5", adjoint: bool = False,
-                 adjoint_options: dict | None = None):
+                 adjoint_options: dict | None = None, cell: str = "gru"):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = Encoder(obs_dim, rnn_hidden, latent_dim)
+        self.encoder = Encoder(obs_dim, rnn_hidden, latent_dim, cell)
         self.func = CountNFE(ODEFunc(latent_dim, dynamics_hidden))
         self.decoder = Decoder(latent_dim, decoder_hidden, obs_dim)
         self.obs_std = obs_std
@@ -148,10 +158,10 @@ class RNNBaseline(nn.Module):
     mean of x_k. The same cell (GRU, 25 units) as the encoder, so the comparison is about the model.
     """
 
-    def __init__(self, obs_dim: int = 2, hidden: int = 25, *, obs_std: float = 0.1):
+    def __init__(self, obs_dim: int = 2, hidden: int = 25, *, obs_std: float = 0.1, cell: str = "gru"):
         super().__init__()
         self.hidden = hidden
-        self.cell = nn.GRUCell(obs_dim + 1, hidden)
+        self.cell = rnn_cell(cell, obs_dim + 1, hidden)
         self.out = nn.Linear(hidden, obs_dim)
         self.obs_std = obs_std
 

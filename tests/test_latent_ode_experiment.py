@@ -1,0 +1,97 @@
+"""The latent ODE experiment in its smoke profile: every line of training and evaluation runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from odecore import paper, results
+from odecore.experiments import latent_ode as exp
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    for name in ("RESULTS", "CHECKPOINT", "SCRATCH"):
+        monkeypatch.setenv(f"ODECORE_{name}_DIR", str(tmp_path / name.lower()))
+    monkeypatch.setenv("ODECORE_RERUN", "0")
+    return tmp_path
+
+
+def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
+    rec, pois = exp.run("smoke", progress=False)
+    cfg = exp.PROFILES["smoke"]
+    assert rec["experiment"] == "latent_ode" and rec["profile"] == "smoke"
+    runs = rec["metrics"]["runs"]
+    assert len(runs) == len(cfg.seeds) * len(cfg.obs_counts) * 2
+    for r in runs:
+        assert r["rmse"] > 0 and r["iterations"] == cfg.num_epochs * -(-(cfg.n_spirals - cfg.n_test) // cfg.batch_size)
+        assert exp.checkpoint_path("smoke", r["model"], r["n"], r["seed"]).exists()
+    t2 = rec["metrics"]["table2"]
+    assert t2["latent_ode"]["30"]["paper"] == paper.TABLE2["latent_ode"][30]
+    rows = exp.scoreboard(rec)
+    assert sum(r["item"] == "Table 2" for r in rows) == 6
+    assert {r["item"] for r in rows} >= {"Figure 6", "Figure 8", "Figure 9", "Figure 10"}
+    assert exp.scoreboard(pois)[0]["item"] == "Figure 7"
+    assert pois["metrics"]["events_per_sequence"] > 0
+    # a matching result is loaded, not retrained
+    again = exp.run_spirals("smoke", progress=False)
+    assert again["date"] == rec["date"] and again["config_hash"] == rec["config_hash"]
+    # figures load the trained weights without training
+    model = exp.load_model("smoke", "latent_ode", 30)
+    assert not model.training
+    exp.load_poisson("smoke")
+
+
+def test_finished_subrun_is_kept(dirs):
+    cfg = exp.PROFILES["smoke"]
+    first = exp.train_one("smoke", cfg, "rnn", 30, 0, progress=False)
+    done = exp._scratch("latent_ode", "smoke", cfg) / "rnn-n30-seed0.json"
+    assert json.loads(done.read_text())["rmse"] == first["rmse"]
+    second = exp.train_one("smoke", cfg, "rnn", 30, 0, progress=False)
+    assert second == first
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(dirs):
+    """Train 1 epoch, then resume to 2: the same weights as training 2 epochs at once."""
+    import dataclasses
+
+    cfg2 = exp.PROFILES["smoke"]
+    cfg1 = dataclasses.replace(cfg2, num_epochs=1)
+    exp.train_one("smoke", cfg2, "latent_ode", 30, 0, progress=False)
+    straight = torch.load(exp.checkpoint_path("smoke", "latent_ode", 30, 0), weights_only=False)["model"]
+    # an interrupted run: the checkpoint after epoch 1, under the 2-epoch config's name
+    exp.train_one("smoke", cfg1, "latent_ode", 30, 0, progress=False)
+    src = exp._scratch("latent_ode", "smoke", cfg1) / "latent_ode-n30-seed0.pt"
+    dst = exp._scratch("latent_ode", "smoke", cfg2) / "latent_ode-n30-seed0.pt"
+    (exp._scratch("latent_ode", "smoke", cfg2) / "latent_ode-n30-seed0.json").unlink()
+    dst.write_bytes(src.read_bytes())
+    exp.train_one("smoke", cfg2, "latent_ode", 30, 0, progress=False)
+    resumed = torch.load(exp.checkpoint_path("smoke", "latent_ode", 30, 0), weights_only=False)["model"]
+    for k in straight:
+        assert torch.allclose(straight[k], resumed[k], atol=1e-6), k
+
+
+def test_events_are_seeded_and_inside_the_window():
+    cfg = exp.POISSON_PROFILES["smoke"]
+    a, b = exp.make_events(cfg), exp.make_events(cfg)
+    assert torch.equal(a.times, b.times)
+    real = a.times[a.mask.bool()]
+    assert real.min() >= 0 and real.max() <= cfg.t_end
+    assert set(a.train.tolist()).isdisjoint(a.test.tolist())
+
+
+def test_rmse_protocol():
+    truth = torch.zeros(2, 150, 2)
+    pred = truth.clone()
+    pred[:, 100:] = 1.0          # wrong only beyond the window
+    out = exp.rmse_split(pred, truth, 100)
+    assert out["rmse_window"] == 0 and out["rmse_extrap"] == 1
+    assert out["rmse"] == pytest.approx((50 / 100) ** 0.5)
+
+
+def test_results_label_names_profile(dirs):
+    rec = exp.run_poisson("smoke", progress=False)
+    assert "profile smoke" in results.label(rec)

@@ -45,8 +45,15 @@ class PlanarFlow(nn.Module):
 
     def __init__(self, dim: int, init_std: float = 0.1):
         super().__init__()
-        self.u = nn.Parameter(init_std * torch.randn(dim))
-        self.w = nn.Parameter(init_std * torch.randn(dim))
+        w = init_std * torch.randn(dim)
+        u0 = init_std * torch.randn(dim)
+        # Start volume-preserving: pick u with m(w^T u) = 0, i.e. w^T u = log(e - 1), so that
+        # u^ = u0 - (w^T u0) w/||w||^2 is orthogonal to w and det = 1. (With u ~ w ~ N(0, s^2) the
+        # fix would give w^T u^ = m(0) = -0.31 and every layer would start contracting, which
+        # compounds over 64 layers.)
+        u = u0 + (math.log(math.e - 1) - w @ u0) * w / (w @ w)
+        self.u = nn.Parameter(u)
+        self.w = nn.Parameter(w)
         self.b = nn.Parameter(torch.zeros(()))
 
     def u_hat(self) -> Tensor:
@@ -163,7 +170,7 @@ def trace_autograd(f: Tensor, z: Tensor, create_graph: bool = True) -> Tensor:
     Assumes sample i of f depends only on sample i of z (true of every dynamics here)."""
     tr = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
     for i in range(z.shape[1]):
-        tr = tr + torch.autograd.grad(f[:, i].sum(), z, create_graph=create_graph)[0][:, i]
+        tr = tr + torch.autograd.grad(f[:, i].sum(), z, create_graph=create_graph, retain_graph=True)[0][:, i]
     return tr
 
 

@@ -1,0 +1,172 @@
+"""Planar NF and planar CNF (odecore.models.flows): log-determinants, inverses, traces, Theorem 1."""
+import math
+
+import pytest
+import torch
+
+from odecore.models import flows
+
+torch.set_default_dtype(torch.float32)
+
+
+def _jac_logdet(fn, z):
+    jac = torch.stack([torch.autograd.functional.jacobian(fn, zi[None])[0, :, 0, :] for zi in z])
+    return torch.linalg.slogdet(jac)[1]
+
+
+# ----------------------------------------------------------------------------------- planar NF
+def test_u_hat_makes_every_layer_invertible():
+    torch.manual_seed(0)
+    layer = flows.PlanarFlow(3).double()
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+        layer.u.copy_(-5 * layer.w)                         # w^T u = -26.25: not invertible unfixed
+    with torch.no_grad():
+        assert float(layer.w @ layer.u) < -1
+        # m(x) = -1 + softplus(x) > -1 exactly; in floating point softplus(-26) rounds to 1e-12
+        assert float(layer.w @ layer.u_hat()) >= -1 - 1e-12
+        for _ in range(20):
+            layer.u.normal_(0, 1)
+            layer.w.normal_(0, 1)
+            assert float(layer.w @ layer.u_hat()) > -1
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_planar_logdet_matches_autograd_jacobian(dim):
+    torch.manual_seed(dim)
+    layer = flows.PlanarFlow(dim, init_std=1.0).double()
+    z = torch.randn(6, dim, dtype=torch.float64)
+    _, logdet = layer(z)
+    ref = _jac_logdet(lambda v: layer(v)[0], z)
+    torch.testing.assert_close(logdet, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_planar_nf_inverse_round_trip_and_partial_flows():
+    torch.manual_seed(1)
+    nf = flows.PlanarNF(2, 6, init_std=1.0).double()
+    z = torch.randn(50, 2, dtype=torch.float64)
+    x, logdet = nf(z)
+    torch.testing.assert_close(nf.inverse(x), z, rtol=0, atol=1e-8)
+    # the stack's log-determinant is that of the composed map
+    torch.testing.assert_close(logdet[:5], _jac_logdet(lambda v: nf(v)[0], z[:5]), rtol=1e-9, atol=1e-9)
+    # inverse(., k) undoes the last k layers: forward through the first 6-k layers, then 4 more
+    mid, _ = nf(z, num_layers=2)
+    torch.testing.assert_close(nf.inverse(x, 4), mid, rtol=0, atol=1e-8)
+    assert torch.equal(nf.inverse(x, 0), x)
+
+
+def test_planar_nf_density_integrates_to_one():
+    """p(x) = N(g(x)) |det dg/dx| for the normalizing direction g: it must integrate to 1."""
+    torch.manual_seed(2)
+    nf = flows.PlanarNF(2, 4, init_std=0.8).double()
+    h = 0.04
+    x = torch.arange(-6, 6, h, dtype=torch.float64) + h / 2
+    pts = torch.stack(torch.meshgrid(x, x, indexing="xy"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        z, logdet = nf(pts)
+        mass = (flows.normal_logpdf(z) + logdet).exp().sum() * h * h
+    assert abs(float(mass) - 1) < 2e-3
+
+
+# ----------------------------------------------------------------------------------- CNF traces
+@pytest.mark.parametrize("dim,width", [(2, 8), (5, 3), (16, 32)])
+def test_closed_form_trace_matches_autograd_trace(dim, width):
+    torch.manual_seed(dim + width)
+    dyn = flows.PlanarCNFDynamics(dim, width, hidden=8).double()
+    z = torch.randn(7, dim, dtype=torch.float64, requires_grad=True)
+    for t in (0.0, 0.37, 2.0):
+        f, tr = dyn.velocity_and_trace(torch.tensor(t), z)
+        torch.testing.assert_close(f, dyn(torch.tensor(t), z))
+        torch.testing.assert_close(tr, flows.trace_autograd(f, z), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise", ["rademacher", "gaussian"])
+def test_hutchinson_is_unbiased_for_the_closed_form_trace(noise):
+    torch.manual_seed(3)
+    dim, probes = 4, 20_000
+    dyn = flows.PlanarCNFDynamics(dim, 6, hidden=8).double()
+    with torch.no_grad():
+        dyn.hyper.net[-1].weight.mul_(5)                 # make the Jacobian far from zero
+    z0 = torch.randn(3, dim, dtype=torch.float64)
+    exact = dyn.velocity_and_trace(torch.tensor(0.5), z0)[1]
+    z = z0.repeat_interleave(probes, 0).requires_grad_(True)
+    func = flows.CNFFunc(dyn, "hutchinson", noise)
+    func.sample_noise(z, torch.Generator().manual_seed(0))
+    f = dyn(torch.tensor(0.5), z)
+    est = flows.trace_hutchinson(f, z, func.eps).reshape(3, probes)
+    se = est.std(1) / math.sqrt(probes)
+    assert ((est.mean(1) - exact).abs() < 5 * se + 1e-12).all()
+    assert (se > 0).all()                                  # it is an estimate, not the exact value
+
+
+def test_cnf_func_rejects_unknown_trace_and_missing_noise():
+    dyn = flows.PlanarCNFDynamics(2, 2)
+    with pytest.raises(ValueError, match="unknown trace"):
+        flows.CNFFunc(dyn, "nope")
+    with pytest.raises(ValueError, match="closed-form"):
+        flows.CNFFunc(torch.nn.Linear(2, 2), "closed")
+    func = flows.CNFFunc(dyn, "hutchinson")
+    with pytest.raises(ValueError, match="sample_noise"):
+        func(torch.tensor(0.0), (torch.zeros(3, 2), torch.zeros(3)))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_cnf_log_prob_same_with_closed_and_autograd_trace(grad):
+    torch.manual_seed(4)
+    dyn = flows.PlanarCNFDynamics(2, 8, hidden=8).double()
+    x = torch.randn(20, 2, dtype=torch.float64)
+    out = {}
+    for trace in ("closed", "autograd"):
+        cnf = flows.CNF(dyn, t1=1.0, trace=trace, rtol=1e-9, atol=1e-9)
+        with torch.set_grad_enabled(grad):
+            out[trace] = cnf.log_prob(x)
+        assert out[trace].requires_grad == grad
+    torch.testing.assert_close(out["closed"], out["autograd"], rtol=1e-8, atol=1e-8)
+
+
+def test_cnf_density_integrates_to_one_and_push_agrees_with_log_prob():
+    torch.manual_seed(5)
+    dyn = flows.PlanarCNFDynamics(2, 4, hidden=8).double()
+    with torch.no_grad():
+        dyn.hyper.net[-1].weight.mul_(4)
+        dyn.hyper.net[-1].bias.mul_(4)
+    cnf = flows.CNF(dyn, t1=1.0, base_std=0.7, rtol=1e-8, atol=1e-8)
+    h = 0.06
+    g = torch.arange(-5, 5, h, dtype=torch.float64) + h / 2
+    pts = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        mass = cnf.log_prob(pts).exp().sum() * h * h
+        z0 = cnf.sample_base(30, dtype=torch.float64)
+        x, logq = cnf.push(z0)
+        back = cnf.log_prob(x)
+    assert abs(float(mass) - 1) < 2e-3
+    torch.testing.assert_close(logq, back, rtol=1e-6, atol=1e-6)
+
+
+def test_cnf_adjoint_gradients_match_direct_backprop():
+    torch.manual_seed(6)
+    x = torch.randn(16, 2, dtype=torch.float64)
+    grads = []
+    for adjoint in (False, True):
+        torch.manual_seed(7)
+        dyn = flows.PlanarCNFDynamics(2, 4, hidden=8).double()
+        cnf = flows.CNF(dyn, t1=1.0, rtol=1e-10, atol=1e-10, adjoint=adjoint)
+        (-cnf.log_prob(x).mean()).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in dyn.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-8)
+
+
+def test_nfe_counter_counts_the_solve():
+    dyn = flows.PlanarCNFDynamics(2, 2)
+    cnf = flows.CNF(dyn, method="rk4", t1=1.0)
+    with torch.no_grad():
+        cnf.push(torch.zeros(3, 2))
+    assert cnf.nfe > 0
+
+
+def test_theorem1_numerically():
+    from odecore.experiments.cnf import theorem1
+
+    th = theorem1(n=8, num_times=6)
+    assert th["max_abs_change"] > 0.1                      # the flow is far from volume preserving
+    assert th["max_abs_err"] < 1e-6

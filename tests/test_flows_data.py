@@ -1,0 +1,59 @@
+"""Toy 2-D densities and data sets (odecore.datasets.toy2d) and the CNF experiment's plumbing."""
+import math
+
+import pytest
+import torch
+
+from odecore.datasets import toy2d
+
+
+@pytest.mark.parametrize("name", toy2d.POTENTIALS)
+def test_potentials_shape_and_normalizer(name):
+    z = torch.randn(10, 2)
+    assert toy2d.potential(name, z).shape == (10,)
+    assert torch.isfinite(toy2d.energy(name, z)).all()
+    coarse, fine = toy2d.log_normalizer(name, 6.0, 601), toy2d.log_normalizer(name, 8.0, 1601)
+    assert abs(coarse - fine) < 1e-3
+
+
+def test_u1_matches_rezende_mohamed_formula():
+    z = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    expected = [0.5 * 0 - math.log(1 + math.exp(-0.5 * (4 / 0.6) ** 2)),
+                0.5 * (1 / 0.4) ** 2 - math.log(2 * math.exp(-0.5 * (2 / 0.6) ** 2))]
+    torch.testing.assert_close(toy2d.potential("U1", z), torch.tensor(expected))
+
+
+def test_bad_names_and_shapes_raise():
+    with pytest.raises(ValueError, match="unknown potential"):
+        toy2d.potential("U9", torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="shape"):
+        toy2d.potential("U1", torch.zeros(3))
+    with pytest.raises(ValueError, match="unknown data set"):
+        toy2d.sample("spiral", 4)
+
+
+@pytest.mark.parametrize("name", toy2d.DATASETS)
+def test_data_sets_are_seeded_and_in_the_window(name):
+    a, b, c = toy2d.sample(name, 1001, 3), toy2d.sample(name, 1001, 3), toy2d.sample(name, 1001, 4)
+    assert a.shape == (1001, 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.abs().max() < 1.5
+
+
+def test_two_circles_radii():
+    x = toy2d.two_circles(4000, 0, noise=0.0)
+    r = x.norm(dim=1).sort().values
+    torch.testing.assert_close(r[:2000], torch.full((2000,), 0.5))
+    torch.testing.assert_close(r[2000:], torch.ones(2000))
+
+
+def test_density_sub_run_resumes_and_is_cached(tmp_path):
+    """A sub-run interrupted after its first chunk resumes to the same model as an uninterrupted one."""
+    from odecore.experiments import cnf
+
+    spec = cnf.density_specs(cnf.DENSITY_PROFILES["smoke"])[0]
+    spec = {**spec, "iterations": 6, "chunk": 3}
+    first = cnf._train(spec, "cnf_density", "smoke", progress=False)
+    again = cnf._train(spec, "cnf_density", "smoke", progress=False)   # from the scratch summary
+    assert first == again and "kl" in first and len(first["loss"]) == 2
+    assert all(n > 0 for n in first["nfe"])

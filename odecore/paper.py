@@ -42,6 +42,7 @@ ITEMS: list[dict] = [
     {"id": "Algorithm 1", "what": "adjoint gradients", "chapter": "adjoint", "experiment": "adjoint"},
     {"id": "Table 1", "what": "MNIST test error, params, memory, time", "chapter": "mnist", "experiment": "mnist"},
     {"id": "Figure 3", "what": "NFE statistics of a trained ODE-Net", "chapter": "mnist", "experiment": "mnist"},
+    {"id": "Theorem 1", "what": "instantaneous change of variables", "chapter": "cnf", "experiment": "cnf_density"},
     {"id": "Figure 4", "what": "density matching, planar NF vs CNF", "chapter": "cnf", "experiment": "cnf_density"},
     {"id": "Figure 5", "what": "maximum likelihood, two circles and two moons", "chapter": "cnf", "experiment": "cnf_mle"},
     {"id": "Figure 6", "what": "latent ODE model diagram", "chapter": "latent_ode", "experiment": "latent_ode"},

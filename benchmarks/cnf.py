@@ -1,0 +1,183 @@
+"""Seconds per CNF training step and NFE: closed-form trace against autograd and Hutchinson.
+
+    python benchmarks/cnf.py [--iters 5] [--threads 1] [--save]
+
+1. Figure 5 settings: planar CNF with M = 64 units (hypernetwork 1-32-32-64(2d+2)), batch 512 of
+   Two Circles, dopri5 at rtol = atol = 1e-5 over t in [0, 10], base N(0, 0.1 I) (the chapter's
+   settings, which are those of the authors' public CNF example). One model, one set of weights,
+   one set of batches; only the trace changes:
+   - closed: tr(df/dz) = sum_n sigma_n u_n^T w_n h'(.) (the paper's planar CNF), no autograd;
+   - autograd: exact trace by one backward pass per dimension with create_graph, what the
+     authors' public example does (`trace_df_dz`);
+   - hutchinson: eps^T (df/dz) eps with one Rademacher eps per solve;
+   and the closed form again with torchdiffeq's adjoint. As a reference, a module built like the
+   public example's CNF (written here, not copied: it repeats z over the width, averages the units,
+   gates each output coordinate, and takes the autograd-loop trace) is timed at the same settings.
+   The weights are those of the trained Figure 5 checkpoint (two circles) when one is committed, so
+   the NFE is that of a trained model; otherwise the initial weights. Each timed step restores the
+   same weights first (forward, backward and Adam step are all timed), after one warm-up step.
+2. Cost against dimension d = 2 ... 64 (Gaussian data, same width and batch), with a fixed-step
+   RK4 (10 steps over [0, 1], 40 evaluations forward) so that every method does the same number of
+   evaluations and the time per step isolates the cost of the trace.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from odecore import results  # noqa: E402
+from odecore.datasets import toy2d  # noqa: E402
+from odecore.experiments import cnf as cnf_exp  # noqa: E402
+from odecore.models import flows  # noqa: E402
+
+
+class ExampleCNFDynamics(nn.Module):
+    """Built like the public example's CNF: f = mean_n (u_n * sigmoid(g_n)) tanh(w_n^T z + b_n),
+    with the gate per unit and output coordinate, z repeated over the width, batched matmuls."""
+
+    def __init__(self, dim: int, width: int, hidden: int = 32):
+        super().__init__()
+        self.dim, self.width = dim, width
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, 3 * width * dim + width))
+
+    def forward(self, t, z):
+        p = self.net(torch.as_tensor(t, dtype=z.dtype).reshape(1, 1)).reshape(-1)
+        n = self.width * self.dim
+        w = p[:n].reshape(self.width, self.dim, 1)
+        u = p[n:2 * n].reshape(self.width, 1, self.dim) * torch.sigmoid(p[2 * n:3 * n].reshape(self.width, 1, self.dim))
+        b = p[3 * n:].reshape(self.width, 1, 1)
+        zz = z.unsqueeze(0).repeat(self.width, 1, 1)
+        return torch.matmul(torch.tanh(torch.matmul(zz, w) + b), u).mean(0)
+
+
+def _time_steps(model: flows.CNF, batches: list[torch.Tensor], loss_of) -> dict:
+    """Mean seconds per training step (forward, backward, Adam) over `batches`, same start each time."""
+    start = copy.deepcopy(model.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt_start = copy.deepcopy(opt.state_dict())
+    times, nfe_f, nfe_b = [], [], []
+    for i, x in enumerate(batches):
+        model.load_state_dict(start)
+        opt.load_state_dict(opt_start)
+        tick = time.perf_counter()
+        model.func.reset()
+        loss = loss_of(model, x)
+        nf = model.func.reset()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        elapsed = time.perf_counter() - tick
+        if i > 0:                                    # the first step is a warm-up
+            times.append(elapsed)
+            nfe_f.append(nf)
+            nfe_b.append(model.func.nfe)
+    return {"s_per_step": sum(times) / len(times), "nfe_forward": sum(nfe_f) / len(nfe_f),
+            "nfe_backward": sum(nfe_b) / len(nfe_b)}
+
+
+def figure5_settings(iters: int) -> list[dict]:
+    cfg = cnf_exp.MLE_PROFILES["full"]
+    spec = cnf_exp.mle_specs(cfg)[0]                    # CNF on two circles
+    weights, source = None, "initial weights (seed 0)"
+    for profile in ("full", "reduced"):
+        record = results.load("cnf_mle", profile)
+        run = record and cnf_exp._run(record, "cnf", "two_circles", cfg.cnf_units)
+        if run:
+            state = torch.load(cnf_exp._ckpt_path("cnf_mle", profile, run["name"]), weights_only=False)
+            weights, source = state["model"], f"trained Figure 5 checkpoint ({profile} profile, {run['iterations']} it.)"
+            break
+    batches = [toy2d.sample("two_circles", cfg.batch_size, 100 + i) for i in range(iters + 1)]
+
+    def loss_of(model, x):
+        return -model.log_prob(x).mean()
+
+    rows = []
+    for trace, adjoint in (("closed", False), ("autograd", False), ("hutchinson", False), ("closed", True)):
+        torch.manual_seed(0)
+        model = cnf_exp.build(spec)
+        if weights is not None:
+            model.load_state_dict(weights)
+        model.odefunc.trace = trace
+        model.adjoint = adjoint
+        row = _time_steps(model, batches, loss_of)
+        rows.append({"model": "planar CNF (ours)", "trace": trace, "adjoint": adjoint, "weights": source, **row})
+        print(f"  {rows[-1]['model']:<22} trace={trace:<10} adjoint={adjoint!s:<5} "
+              f"{row['s_per_step']:.3f} s/step  NFE fwd {row['nfe_forward']:.0f} bwd {row['nfe_backward']:.0f}",
+              flush=True)
+    torch.manual_seed(0)
+    example = flows.CNF(ExampleCNFDynamics(2, cfg.cnf_units, cfg.hidden), t1=cfg.t1, base_std=cfg.base_std,
+                        trace="autograd", rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
+    row = _time_steps(example, batches, loss_of)
+    rows.append({"model": "public example's CNF", "trace": "autograd", "adjoint": False,
+                 "weights": "initial weights (seed 0)", **row})
+    print(f"  {rows[-1]['model']:<22} trace=autograd   adjoint=False {row['s_per_step']:.3f} s/step  "
+          f"NFE fwd {row['nfe_forward']:.0f}", flush=True)
+    return rows
+
+
+def dimension_sweep(dims: list[int], iters: int, width: int = 64, batch: int = 512) -> list[dict]:
+    rows = []
+    for d in dims:
+        batches = [torch.randn(batch, d, generator=torch.Generator().manual_seed(i)) for i in range(iters + 1)]
+        for trace in ("closed", "autograd", "hutchinson"):
+            torch.manual_seed(0)
+            model = flows.CNF(flows.PlanarCNFDynamics(d, width), t1=1.0, trace=trace)
+            row = _time_steps_fixed(model, batches)
+            rows.append({"dim": d, "trace": trace, **row})
+            print(f"  d={d:<3} trace={trace:<10} {row['s_per_step']:.4f} s/step  NFE fwd {row['nfe_forward']:.0f}",
+                  flush=True)
+    return rows
+
+
+def _time_steps_fixed(model: flows.CNF, batches: list[torch.Tensor]) -> dict:
+    from odecore.solve import odesolve
+
+    def loss_of(m, x):
+        if m.odefunc.trace == "hutchinson":
+            m.odefunc.sample_noise(x)
+        z, dl = odesolve(m.func, (x, torch.zeros(len(x))), torch.tensor([1.0, 0.0]), method="rk4",
+                         options={"step_size": 0.1})
+        return -(m.base_logpdf(z[-1]) - dl[-1]).mean()
+
+    return _time_steps(model, batches, loss_of)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=5, help="timed steps per setting (after 1 warm-up)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dims", default="2,4,8,16,32,64")
+    parser.add_argument("--save", action="store_true", help="write data/results/cnf_benchmark.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out: dict = {"threads": args.threads, "iters": args.iters, **results.provenance(torch.device("cpu"))}
+    print(f"Figure 5 settings ({args.threads} thread(s), {args.iters} timed steps each):")
+    out["figure5"] = figure5_settings(args.iters)
+    by = {(r["model"], r["trace"], r["adjoint"]): r for r in out["figure5"]}
+    closed = by[("planar CNF (ours)", "closed", False)]["s_per_step"]
+    out["speedup_vs_autograd"] = by[("planar CNF (ours)", "autograd", False)]["s_per_step"] / closed
+    out["speedup_vs_example"] = by[("public example's CNF", "autograd", False)]["s_per_step"] / closed
+    print(f"closed-form trace is {out['speedup_vs_autograd']:.2f}x faster per step than the autograd-loop trace "
+          f"(same model and weights), {out['speedup_vs_example']:.2f}x faster than the example's module")
+    print("cost against dimension (fixed-step RK4, 40 evaluations forward):")
+    out["dims"] = dimension_sweep([int(d) for d in args.dims.split(",")], max(2, args.iters // 2))
+    if args.save:
+        path = results.results_dir() / "cnf_benchmark.json"
+        results.atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+        print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -47,13 +47,15 @@ class Config:
                                                  "odenet": (0, 1, 2)})
     downsampling: str = "res"
     tol: float = paper.MNIST_TOL
-    rk_method: str = "dopri5"                 # RK-Net: backprop through this solver's operations
+    rk_method: str = "rk4"                    # RK-Net: backprop through this solver's operations,
+    rk_step: float | None = 0.25              # with this fixed step (4 steps of rk4: 16 evaluations)
     n_val: int = 5000                         # held out of the 60k training images
     n_train: int | None = None                # None: the other 55k
     n_test: int | None = None                 # None: all 10k
     images_per_epoch: int | None = None       # None: the whole training split each epoch
     num_epochs: int = 160
     batch_size: int = 128
+    optimizer: str = "sgd"                    # "sgd" (momentum) or "adam"
     lr: float = 0.1
     momentum: float = 0.9
     schedule: str = "step"                    # "step": x gamma at milestones; "cosine": to 0 over the run
@@ -81,20 +83,22 @@ PROFILES: dict[str, Config] = {
                     eval_batch=128, memory_batch=16, fig3_tols=(1e-1, 1e-2, 1e-3), fig3_ref_tol=1e-5,
                     fig3_images=16, fig3_repeats=1, fig3c_tols=(1e-2, 1e-3), fig3c_batches=1,
                     fig3c_batch_size=8, fig1_iters=40),
-    # About an hour of one shared CPU thread for all four models: 5 epochs of 6,400 images (250
-    # steps of 128, 32,000 images: 0.58 of a pass over the 55k training split), no augmentation
-    # (in under one pass the nets underfit; cropping would only slow them), cosine decay from the
-    # paper's lr 0.1; 2,000 validation images (each epoch's ODE-Net validation costs minutes).
+    # About an hour of one CPU thread shared with other jobs (an ODE-Net step took 10 s there) for
+    # all four models: 4 epochs of 5,120 images (160 steps of 128, 20,480 images: 0.37 of a pass
+    # over the 55k training split), no augmentation (in under one pass the nets underfit; cropping
+    # would only slow them), Adam at 1e-3 with cosine decay (SGD at 0.1 had the ResNet at 43%
+    # validation error after 50 steps); 1,000 validation images (an ODE-Net validation costs minutes).
     "reduced": Config(seeds={"mlp": (0, 1, 2), "resnet": (0, 1, 2), "rknet": (0,), "odenet": (0,)},
-                      n_val=2000, images_per_epoch=6400, num_epochs=5, schedule="cosine", augment=False,
-                      fig3_images=128, fig3_repeats=2, fig3c_tols=(1e-2, 1e-3, 1e-4)),
+                      n_val=1000, images_per_epoch=5120, num_epochs=4, optimizer="adam", lr=1e-3,
+                      schedule="cosine", augment=False, fig3_tols=(1e-1, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5),
+                      fig3_ref_tol=1e-6, fig3_images=128, fig3_repeats=2, fig3c_tols=(1e-2, 1e-3, 1e-4)),
     "full": Config(),
 }
 
 FIG3_FIELDS = ("fig3_tols", "fig3_ref_tol", "fig3_images", "fig3_repeats", "fig3c_tols", "fig3c_batches",
                "fig3c_batch_size")
-MEMORY_FIELDS = ("memory_batch", "downsampling", "tol", "rk_method")
-TRAIN_FIELDS = ("downsampling", "tol", "rk_method", "n_val", "n_train", "n_test", "images_per_epoch",
+MEMORY_FIELDS = ("memory_batch", "downsampling", "tol", "rk_method", "rk_step")
+TRAIN_FIELDS = ("downsampling", "tol", "rk_method", "rk_step", "optimizer", "n_val", "n_train", "n_test", "images_per_epoch",
                 "num_epochs", "batch_size", "lr", "momentum", "schedule", "milestones", "gamma", "augment",
                 "eval_batch")
 
@@ -102,7 +106,16 @@ TRAIN_FIELDS = ("downsampling", "tol", "rk_method", "n_val", "n_train", "n_test"
 # ----------------------------------------------------------------------------- training
 
 def _make(name: str, cfg: Config) -> nn.Module:
-    return models.make(name, downsampling=cfg.downsampling, tol=cfg.tol, rk_method=cfg.rk_method)
+    return models.make(name, downsampling=cfg.downsampling, tol=cfg.tol, rk_method=cfg.rk_method,
+                       rk_options={"step_size": cfg.rk_step} if cfg.rk_step else None)
+
+
+def _optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected 'sgd' or 'adam'")
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: Config):
@@ -152,7 +165,7 @@ def train_one(name: str, seed: int, cfg: Config, mnist: data.MNIST, profile: str
     parts = _parts_dir(profile)
     seed_everything(seed)
     model = _make(name, cfg).to(mnist.train_x.device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg)
     ode = model.ode if isinstance(model, models.Classifier) else None
     best_path = parts / f"{name}-seed{seed}-{key}-best.pt"
@@ -230,7 +243,7 @@ def _reset_peak_rss() -> str:
 
 
 def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: float = 1e-3,
-                rk_method: str = "dopri5") -> dict:
+                rk_method: str = "rk4", rk_step: float | None = 0.25) -> dict:
     """Peak memory of one training step, measured in a fresh process (call `measure_step_memory`).
 
     CPU method: the process's peak resident set (VmHWM) is reset through /proc/self/clear_refs
@@ -240,7 +253,8 @@ def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: floa
     step's). CUDA: torch.cuda.max_memory_allocated over the step. Also returns time and NFE.
     """
     dev = profiles.device()
-    model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method).to(dev)
+    model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method,
+                        rk_options={"step_size": rk_step} if rk_step else None).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.rand(batch_size, 1, 28, 28, device=dev)
     y = torch.randint(0, 10, (batch_size,), device=dev)
@@ -454,8 +468,8 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
                 fig3 = _part(parts / f"figure3-{_key(cfg, TRAIN_FIELDS + FIG3_FIELDS, seed=seed)}.json",
                              lambda: figure3(cfg, mnist, profile, seed))
         memory = _part(parts / f"memory-{_key(cfg, MEMORY_FIELDS)}.json", lambda: {
-            name: measure_step_memory(name, cfg.memory_batch, downsampling=cfg.downsampling, tol=cfg.tol,
-                                      rk_method=cfg.rk_method) for name in models.MODELS})
+            name: measure_step_memory(name, cfg.memory_batch, **{f: getattr(cfg, f) for f in MEMORY_FIELDS[1:]})
+            for name in models.MODELS})
         table = {name: _summarise(runs[name], memory[name]) for name in models.MODELS}
         return {"table1": table, "figure3": fig3, "figure1": figure1_data,
                 "param_counts": models.param_counts(), "split": {

@@ -4,7 +4,7 @@
 
 1. Figure 5 settings: planar CNF with M = 64 units (hypernetwork 1-32-32-64(2d+2)), batch 512 of
    Two Circles, dopri5 at rtol = atol = 1e-5 over t in [0, 10], base N(0, 0.1 I) (the chapter's
-   settings, which are those of the authors' public CNF example). One model, one set of weights,
+   settings, which are those of the authors' public CNF example, u averaged over the units as there). One model, one set of weights,
    one set of batches; only the trace changes:
    - closed: tr(df/dz) = sum_n sigma_n u_n^T w_n h'(.) (the paper's planar CNF), no autograd;
    - autograd: exact trace by one backward pass per dimension with create_graph, what the

@@ -57,6 +57,7 @@ class DensityConfig:
     cnf_lr: float = 1e-3
     nf_lr: float = 1e-3
     hidden: int = 32
+    scale: str = "sum"                                   # f = sum_n ..., the paper's formula
     t1: float = 1.0
     rtol: float = 1e-5
     atol: float = 1e-5
@@ -78,6 +79,7 @@ class MLEConfig:
     cnf_lr: float = 1e-3
     nf_lr: float = 1e-3
     hidden: int = 32
+    scale: str = "mean"                                  # u / M, as the authors' example (see the chapter)
     t1: float = 10.0
     base_std: float = BASE_STD_MLE
     rtol: float = 1e-5
@@ -101,7 +103,7 @@ DENSITY_PROFILES: dict[str, DensityConfig] = {
 MLE_PROFILES: dict[str, MLEConfig] = {
     "smoke": MLEConfig(cnf_units=8, nf_layers=8, cnf_iterations=6, nf_iterations=6, batch_size=64,
                        hidden=8, n_test=200, chunk=3),
-    "reduced": MLEConfig(cnf_iterations=1_000, nf_iterations=1_000),
+    "reduced": MLEConfig(cnf_iterations=1_500, nf_iterations=1_500),
     "full": MLEConfig(),
 }
 PROFILES = {p: (DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in profiles.PROFILES}
@@ -162,7 +164,7 @@ def build(spec: dict) -> torch.nn.Module:
     """The model a sub-run spec describes (untrained)."""
     if spec["kind"] == "nf":
         return flows.PlanarNF(2, spec["size"])
-    dyn = flows.PlanarCNFDynamics(2, spec["size"], spec["hidden"])
+    dyn = flows.PlanarCNFDynamics(2, spec["size"], spec["hidden"], spec.get("scale", "sum"))
     return flows.CNF(dyn, t1=spec["t1"], base_std=spec["base_std"], rtol=spec["rtol"], atol=spec["atol"],
                      method=spec["method"])
 
@@ -259,7 +261,7 @@ def _train(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
 def density_specs(cfg: DensityConfig) -> list[dict]:
     """Every sub-run of a Figure 4 profile, short CNF runs first, the long ones last."""
     common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
-    cnf = {"hidden": cfg.hidden, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
+    cnf = {"hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
            "method": cfg.method, "optimizer": "adam", "lr": cfg.cnf_lr}
     nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr, "init": "volume-preserving"}
     specs = []
@@ -281,7 +283,7 @@ def mle_specs(cfg: MLEConfig) -> list[dict]:
     for data in cfg.datasets:
         for seed in cfg.seeds:
             specs.append({"kind": "cnf", "task": data, "size": cfg.cnf_units, "seed": seed,
-                          "iterations": cfg.cnf_iterations, "hidden": cfg.hidden, "t1": cfg.t1,
+                          "iterations": cfg.cnf_iterations, "hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1,
                           "rtol": cfg.rtol, "atol": cfg.atol, "method": cfg.method, "optimizer": "adam",
                           "lr": cfg.cnf_lr, **common})
             specs.append({"kind": "nf", "task": data, "size": cfg.nf_layers, "seed": seed,

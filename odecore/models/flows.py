@@ -138,11 +138,17 @@ class PlanarHyperNet(nn.Module):
 
 
 class PlanarCNFDynamics(nn.Module):
-    """f(t, z) = sum_n sigma_n(t) u_n(t) tanh(w_n(t)^T z + b_n(t)), the paper's planar CNF, M = width."""
+    """f(t, z) = sum_n sigma_n(t) u_n(t) tanh(w_n(t)^T z + b_n(t)), the paper's planar CNF, M = width.
 
-    def __init__(self, dim: int, width: int, hidden: int = 32):
+    scale="mean" divides the hypernetwork's u by M (the authors' public example averages over
+    units): the same family of fields, but the size of f at initialisation and the effect of one
+    optimiser step on f no longer grow with M."""
+
+    def __init__(self, dim: int, width: int, hidden: int = 32, scale: str = "sum"):
         super().__init__()
-        self.dim, self.width = dim, width
+        if scale not in ("sum", "mean"):
+            raise ValueError(f"scale must be 'sum' or 'mean', got {scale!r}")
+        self.dim, self.width, self.scale = dim, width, scale
         self.hyper = PlanarHyperNet(dim, width, hidden)
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
@@ -155,6 +161,8 @@ class PlanarCNFDynamics(nn.Module):
         Written so that only four operations touch a (batch, M) array (addmm, tanh, square, mm):
         the gate is folded into u, and sum_n c_n (1 - h_n^2) = sum_n c_n - h^2 c."""
         u, w, b, sigma = self.hyper(t)
+        if self.scale == "mean":
+            u = u / self.width
         h = torch.tanh(torch.addmm(b, z, w.T))           # (batch, M)
         f = h @ (sigma[:, None] * u)                     # (batch, d)
         if not trace:

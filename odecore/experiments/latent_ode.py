@@ -111,8 +111,15 @@ POISSON_PROFILES: dict[str, PoissonConfig] = {
 
 # --------------------------------------------------------------------------- spirals
 
+# Fields that choose which sub-runs a profile has, not how one is trained: left out of the sub-run key,
+# so a profile that adds or drops seeds keeps the sub-runs it already finished.
+_NOT_IN_SUBRUN_KEY = ("seeds", "obs_counts", "figure_seed")
+
+
 def _scratch(name: str, profile: str, config) -> Path:
-    return results.scratch_dir() / name / f"{profile}-{results.config_hash(config)}"
+    """Folder of a profile's resume state and finished sub-runs, keyed by the training config."""
+    key = {k: v for k, v in results.as_dict(config).items() if k not in _NOT_IN_SUBRUN_KEY}
+    return results.scratch_dir() / name / f"{profile}-{results.config_hash(key)}"
 
 
 def checkpoint_path(profile: str, model: str, n: int, seed: int, name: str = "latent_ode") -> Path:
@@ -434,3 +441,275 @@ def scoreboard(record: dict) -> list[dict]:
 
 if __name__ == "__main__":
     cli(lambda p: run(p), PROFILES, __doc__.splitlines()[0])
+
+
+# --------------------------------------------------------------------------- tables and figures
+# Pure functions of a record and the committed checkpoints: they never train.
+
+NAMES = {"rnn": "RNN", "latent_ode": "latent ODE"}
+
+
+def table2_frame(record: dict):
+    """Table 2 as a DataFrame: paper and ours (mean +- sd over seeds) per model and n."""
+    import pandas as pd
+
+    t2 = record["metrics"]["table2"]
+    rows = []
+    for n in sorted(t2["latent_ode"], key=int):
+        row = {"observed": f"{n}/100"}
+        for model in MODELS:
+            c = t2[model][n]
+            row[f"{NAMES[model]}: paper"] = c["paper"]
+            row[f"{NAMES[model]}: ours"] = f"{c['mean']:.3f} ± {c['std']:.3f}"
+        for model in MODELS:
+            c = t2[model][n]
+            row[f"{NAMES[model]}: window / beyond"] = f"{c['rmse_window']:.3f} / {c['rmse_extrap']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_frame(record: dict):
+    """One row per sub-run: model, n, seed, the RMSEs, likelihood, time and NFE."""
+    import pandas as pd
+
+    keep = ["model", "n", "seed", "rmse", "rmse_window", "rmse_extrap", "test_loglik", "iterations",
+            "s_per_iter", "nfe_forward_final"]
+    return pd.DataFrame([{k: r.get(k) for k in keep} for r in record["metrics"]["runs"]])
+
+
+def _example_spirals(d, k: int = 2) -> list[int]:
+    """k test spirals, alternating counter-clockwise and clockwise."""
+    test = d.test.tolist()
+    ccw = [i for i in test if d.direction[i] > 0]
+    cw = [i for i in test if d.direction[i] < 0]
+    return [x for pair in zip(ccw, cw) for x in pair][:k]
+
+
+def _draw_spiral(ax, d, i, x, t_obs, pred, color, label):
+    nt = d.n_times
+    ax.plot(*d.truth[i].T, color="0.75", lw=3, label="truth", zorder=0)
+    ax.plot(*pred[:nt].T, color=color, lw=1.6, label=f"{label}: reconstruction")
+    ax.plot(*pred[nt - 1:].T, color=color, lw=1.6, ls="--", label=f"{label}: extrapolation")
+    ax.scatter(*x.T, s=8, color="k", zorder=3, label="observed")
+    ax.set_aspect("equal")
+
+
+def fig6():
+    """Figure 6 of the paper, the model, as a diagram."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    from odecore import plots
+
+    fig, ax = plots.subplots(1, 1, width=9.5, height=3.6)
+    ax.set_axis_off()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4)
+    ax.grid(False)
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="0.3", alpha=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+    def arrow(a, b, text="", **kw):
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, **kw))
+        if text:
+            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, text, ha="center", fontsize=8)
+
+    # observations at irregular times, read backwards by the RNN
+    ts = [0.3, 0.75, 1.5, 1.8, 2.6]
+    for k, t in enumerate(ts):
+        ax.plot(t, 0.6, "o", color="k", ms=5)
+        ax.text(t, 0.25, f"$x_{{t_{k}}}$", ha="center", fontsize=9)
+    ax.plot([0.1, 2.9], [0.6, 0.6], color="0.6", lw=0.8)
+    ax.text(1.5, 0.0, "observations at irregular times", ha="center", fontsize=8)
+    for k in range(len(ts) - 1, 0, -1):
+        arrow((ts[k], 1.35), (ts[k - 1] + 0.08, 1.35))
+    for t in ts:
+        box(t - 0.13, 1.2, 0.26, 0.3, "h", plots.COLORS["rnn"] + "55")
+        arrow((t, 0.7), (t, 1.15))
+    ax.text(1.5, 1.75, "RNN encoder, reads backwards with time gaps", ha="center", fontsize=8)
+    box(3.3, 1.05, 1.2, 0.6, r"$q(z_{t_0}) = \mathcal{N}(\mu, \sigma^2)$", "#dddddd")
+    arrow((ts[0] - 0.15, 1.35), (0.05, 1.35))
+    ax.annotate("", xy=(3.25, 1.35), xytext=(0.05, 1.35),
+                arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, connectionstyle="arc3,rad=0.35"))
+    # latent trajectory
+    import numpy as np
+
+    tt = np.linspace(0, 4.6, 200)
+    zx, zy = 5.0 + tt, 2.4 + 0.5 * np.sin(1.6 * tt)
+    ax.plot(zx[:130], zy[:130], color=plots.COLORS["latent_ode"], lw=2)
+    ax.plot(zx[129:], zy[129:], color=plots.COLORS["latent_ode"], lw=2, ls="--")
+    arrow((4.55, 1.45), (zx[0] - 0.05, zy[0] - 0.05), "sample")
+    ax.text(zx[0], zy[0] + 0.75, r"$z_{t_0}$", ha="center", fontsize=10)
+    ax.text(7.3, 3.55, r"ODESolve$(z_{t_0}, f, \theta_f, t_0, \ldots, t_M)$: one solve, any times",
+            ha="center", fontsize=9)
+    marks = [0, 25, 60, 80, 115, 150, 185]
+    for k in marks:
+        ax.plot(zx[k], zy[k], "o", color=plots.COLORS["latent_ode"], ms=4)
+        arrow((zx[k], zy[k] - 0.1), (zx[k], 1.0))
+        ax.plot(zx[k], 0.6, "s", color="#2ca02c" if k < 130 else "#ff7f0e", ms=5)
+    ax.plot([4.9, 9.8], [0.6, 0.6], color="0.6", lw=0.8)
+    ax.text(6.2, 0.0, "reconstruction", ha="center", fontsize=8, color="#2ca02c")
+    ax.text(8.9, 0.0, "extrapolation", ha="center", fontsize=8, color="#ff7f0e")
+    ax.text(5.2, 1.3, "decoder", fontsize=8)
+    ax.axvline(zx[130], ymin=0.05, ymax=0.85, color="0.5", ls=":", lw=1)
+    ax.text(zx[130] + 0.05, 3.1, r"$t_N$", fontsize=9)
+    plt.close(fig)
+    return fig
+
+
+def fig8(record: dict, n: int = 30, k: int = 2, n_latent: int = 60):
+    """Figure 8: (a) RNN and (b) latent ODE on test spirals, (c) latent trajectories by direction."""
+    import matplotlib.pyplot as plt
+
+    from odecore import plots
+
+    profile = record["profile"]
+    cfg = PROFILES[profile]
+    d = data(cfg)
+    x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
+    rnn, lode = load_model(profile, "rnn", n), load_model(profile, "latent_ode", n)
+    which = _example_spirals(d, k)
+    fig, axes = plots.subplots(k, 3, width=3.3, height=3.1)
+    axes = np.atleast_2d(axes)
+    p_rnn = rnn.predict(x[which], t_obs[which], d.t)
+    p_ode = lode.predict(x[which], t_obs[which], d.t)
+    for row, i in enumerate(which):
+        _draw_spiral(axes[row, 0], d, i, x[i], t_obs[i], p_rnn[row], plots.COLORS["rnn"], "RNN")
+        _draw_spiral(axes[row, 1], d, i, x[i], t_obs[i], p_ode[row], plots.COLORS["latent_ode"], "latent ODE")
+    axes[0, 0].set_title(f"(a) RNN, {n}/100 observed")
+    axes[0, 1].set_title(f"(b) latent ODE, {n}/100 observed")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = axes[0, 1].get_legend_handles_labels()
+    for ax in axes[1:, 2]:
+        ax.set_axis_off()
+    axes[-1, 2].legend(handles[:3] + h2[1:3], labels[:3] + l2[1:3], loc="center", fontsize=8)
+    # (c) latent trajectories of many test spirals, first two principal components
+    sel = d.test[:n_latent]
+    with torch.no_grad():
+        z0, _ = lode.encoder(x[sel], t_obs[sel])
+        z = lode.latent_path(z0, d.t)
+    flat = z.reshape(-1, z.shape[-1])
+    _, _, v = torch.pca_lowrank(flat - flat.mean(0), q=2, center=False)
+    proj = ((z - flat.mean(0)) @ v).numpy()
+    axc = axes[0, 2]
+    for j, i in enumerate(sel.tolist()):
+        color = "#2ca02c" if d.direction[i] > 0 else "#9467bd"
+        axc.plot(proj[j, :, 0], proj[j, :, 1], color=color, lw=0.8, alpha=0.7)
+        axc.plot(proj[j, 0, 0], proj[j, 0, 1], "o", color=color, ms=2.5)
+    axc.plot([], [], color="#2ca02c", label="counter-clockwise")
+    axc.plot([], [], color="#9467bd", label="clockwise")
+    axc.legend(fontsize=7)
+    axc.set_title("(c) latent trajectories (2 PCs)")
+    plt.close(fig)
+    return fig
+
+
+def fig9(record: dict, n: int = 100, dims: tuple[int, ...] | None = None, steps: int = 7, span: float = 2.0):
+    """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean)."""
+    import matplotlib.pyplot as plt
+
+    from odecore import plots
+
+    profile = record["profile"]
+    cfg = PROFILES[profile]
+    d = data(cfg)
+    x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
+    lode = load_model(profile, "latent_ode", n)
+    dims = tuple(range(cfg.latent_dim)) if dims is None else dims
+    i = _example_spirals(d, 1)[0]
+    with torch.no_grad():
+        z_ref, _ = lode.encoder(x[i:i + 1], t_obs[i:i + 1])
+    fig, axes = plots.subplots(1, len(dims), width=2.7, height=2.8)
+    cmap = plt.get_cmap("coolwarm")
+    for ax, dim in zip(np.atleast_1d(axes), dims):
+        vals = torch.linspace(-span, span, steps)
+        z0 = z_ref.repeat(steps, 1)
+        z0[:, dim] = z_ref[0, dim] + vals
+        path = lode.predict(None, None, d.t, z0=z0)
+        for s in range(steps):
+            ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
+            ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
+        ax.set_title(f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}")
+        ax.set_aspect("equal")
+    plt.close(fig)
+    return fig
+
+
+def fig10(record: dict, k: int = 2):
+    """Figure 10: latent ODE reconstructions of the same test spirals from 30, 50 and 100 observations."""
+    import matplotlib.pyplot as plt
+
+    from odecore import plots
+
+    profile = record["profile"]
+    cfg = PROFILES[profile]
+    d = data(cfg)
+    which = _example_spirals(d, k)
+    fig, axes = plots.subplots(k, len(cfg.obs_counts), width=3.0, height=2.9)
+    axes = np.atleast_2d(axes)
+    for col, n in enumerate(cfg.obs_counts):
+        x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
+        lode = load_model(profile, "latent_ode", n)
+        pred = lode.predict(x[which], t_obs[which], d.t)
+        for row, i in enumerate(which):
+            _draw_spiral(axes[row, col], d, i, x[i], t_obs[i], pred[row], plots.COLORS["latent_ode"], "latent ODE")
+        axes[0, col].set_title(f"{n}/100 observed")
+    axes[-1, -1].legend(loc="lower right", fontsize=7)
+    plt.close(fig)
+    return fig
+
+
+def fig7(record: dict, k: int = 3):
+    """Figure 7: learned intensity lambda(z(t)) against the true one, events as ticks, k test sequences."""
+    import matplotlib.pyplot as plt
+
+    from odecore import plots
+
+    profile = record["profile"]
+    cfg = POISSON_PROFILES[profile]
+    ev = make_events(cfg)
+    net = load_poisson(profile)
+    which = ev.test[:k]
+    t = torch.linspace(0, cfg.t_end, 400)
+    lam = net.intensity(ev.times[which], ev.mask[which], t)
+    lam_true = true_intensity(cfg, ev.omega[which], ev.phi[which], t)
+    fig, axes = plots.subplots(k, 1, width=7.5, height=1.7, sharex=True)
+    for row, ax in enumerate(np.atleast_1d(axes)):
+        i = which[row]
+        ax.plot(t, lam_true[row], color="0.6", lw=2.5, label=r"true $\lambda(t)$")
+        ax.plot(t, lam[row], color=plots.COLORS["latent_ode"], label=r"learned $\lambda(z(t))$")
+        events = ev.times[i][ev.mask[i].bool()]
+        ax.plot(events, np.zeros(len(events)), "|", color="k", ms=12, mew=1.2, label="events")
+        ax.set_ylabel("intensity")
+    axes[0].legend(ncol=3, fontsize=8, loc="upper right")
+    axes[-1].set_xlabel("t")
+    plt.close(fig)
+    return fig
+
+
+def fig_training(record: dict):
+    """Training loss per epoch for every sub-run (latent ODE: -ELBO; RNN: NLL), log scale."""
+    import matplotlib.pyplot as plt
+
+    from odecore import plots
+
+    runs = record["metrics"]["runs"]
+    counts = sorted({r["n"] for r in runs})
+    fig, axes = plots.subplots(1, len(counts), width=3.0, height=2.6, sharey=True)
+    for ax, n in zip(np.atleast_1d(axes), counts):
+        for r in runs:
+            if r["n"] == n:
+                loss = np.array(r["loss_history"])
+                ax.plot(np.arange(1, len(loss) + 1), loss - loss.min() + 1, color=plots.COLORS[r["model"]],
+                        alpha=0.7, lw=1)
+        ax.set_yscale("log")
+        ax.set_title(f"{n}/100 observed")
+        ax.set_xlabel("epoch")
+    np.atleast_1d(axes)[0].set_ylabel("loss - min + 1")
+    for model in MODELS:
+        np.atleast_1d(axes)[-1].plot([], [], color=plots.COLORS[model], label=NAMES[model])
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    plt.close(fig)
+    return fig

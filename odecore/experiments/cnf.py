@@ -20,14 +20,12 @@ Command line: python -m odecore.experiments.cnf --profile reduced [--rerun] [--o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +33,7 @@ import torch
 from odecore import profiles, results, train
 from odecore.datasets import toy2d
 from odecore.models import flows
+from odecore.solve import odesolve
 
 EXPERIMENTS: tuple[str, ...] = ("cnf_density", "cnf_mle")
 BASE_STD_MLE = math.sqrt(0.1)   # N(0, 0.1 I), the authors' public CNF example
@@ -135,7 +134,6 @@ def theorem1(seed: int = 0, *, width: int = 8, n: int = 32, t1: float = 1.0, num
         _, logp = cnf.push(z0, times)
     delta = (logp - logp[0]).T                                   # (n, T)
     zz0 = z0.clone().requires_grad_(True)
-    from odecore.solve import odesolve
     zs = odesolve(dyn, zz0, times, rtol=tol, atol=tol)           # (T, n, 2)
     logdet = torch.zeros(n, num_times, dtype=torch.float64)
     for k in range(1, num_times):

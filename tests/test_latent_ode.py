@@ -10,7 +10,6 @@ from odecore.datasets import spirals
 from odecore.models.latent_ode import (Encoder, LatentODE, PoissonLatentODE, RNNBaseline,
                                        gaps_backward, gaussian_log_prob, kl_standard_normal)
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

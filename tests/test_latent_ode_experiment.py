@@ -9,7 +9,6 @@ import torch
 from odecore import paper, results
 from odecore.experiments import latent_ode as exp
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -559,6 +559,19 @@ def fig6():
     return fig
 
 
+def latent_projection(z: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """(batch, T, 2) projection of latent paths z (batch, T, latent): axis 0 the direction between the two
+    groups' mean latent states (counter-clockwise minus clockwise), axis 1 the main remaining variation."""
+    flat = z.reshape(-1, z.shape[-1])
+    centre = flat.mean(0)
+    diff = z[direction > 0].reshape(-1, z.shape[-1]).mean(0) - z[direction < 0].reshape(-1, z.shape[-1]).mean(0)
+    u = diff / diff.norm()
+    rest = (flat - centre) - ((flat - centre) @ u)[:, None] * u
+    _, _, v = torch.pca_lowrank(rest, q=1, center=False)
+    basis = torch.stack([u, v[:, 0]], dim=1)
+    return (z - centre) @ basis
+
+
 def fig8(record: dict, n: int = 30, k: int = 2, n_latent: int = 60):
     """Figure 8: (a) RNN and (b) latent ODE on test spirals, (c) latent trajectories by direction."""
     import matplotlib.pyplot as plt
@@ -586,13 +599,12 @@ def fig8(record: dict, n: int = 30, k: int = 2, n_latent: int = 60):
         ax.set_axis_off()
     axes[-1, 2].legend(handles[:3] + h2[1:3], labels[:3] + l2[1:3], loc="center", fontsize=8)
     # (c) latent trajectories of many test spirals, first two principal components
-    sel = d.test[:n_latent]
+    ccw, cw = d.test[d.direction[d.test] > 0], d.test[d.direction[d.test] < 0]
+    sel = torch.cat([ccw[: n_latent // 2], cw[: n_latent // 2]])
     with torch.no_grad():
         z0, _ = lode.encoder(x[sel], t_obs[sel])
         z = lode.latent_path(z0, d.t)
-    flat = z.reshape(-1, z.shape[-1])
-    _, _, v = torch.pca_lowrank(flat - flat.mean(0), q=2, center=False)
-    proj = ((z - flat.mean(0)) @ v).numpy()
+    proj = latent_projection(z, d.direction[sel]).numpy()
     axc = axes[0, 2]
     for j, i in enumerate(sel.tolist()):
         color = "#2ca02c" if d.direction[i] > 0 else "#9467bd"
@@ -601,13 +613,16 @@ def fig8(record: dict, n: int = 30, k: int = 2, n_latent: int = 60):
     axc.plot([], [], color="#2ca02c", label="counter-clockwise")
     axc.plot([], [], color="#9467bd", label="clockwise")
     axc.legend(fontsize=7)
-    axc.set_title("(c) latent trajectories (2 PCs)")
+    axc.set_title("(c) latent trajectories")
+    axc.set_xlabel("between-direction axis")
+    axc.set_ylabel("main remaining axis")
     plt.close(fig)
     return fig
 
 
-def fig9(record: dict, n: int = 100, dims: tuple[int, ...] | None = None, steps: int = 7, span: float = 2.0):
-    """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean)."""
+def fig9(record: dict, n: int = 100, dims: tuple[int, ...] | None = None, steps: int = 7, span: float = 1.0):
+    """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean),
+    and a last panel moving z_t0 on the line from a counter-clockwise spiral's posterior mean to a clockwise one's."""
     import matplotlib.pyplot as plt
 
     from odecore import plots
@@ -618,20 +633,24 @@ def fig9(record: dict, n: int = 100, dims: tuple[int, ...] | None = None, steps:
     x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
     lode = load_model(profile, "latent_ode", n)
     dims = tuple(range(cfg.latent_dim)) if dims is None else dims
-    i = _example_spirals(d, 1)[0]
+    i, j = _example_spirals(d, 2)
     with torch.no_grad():
-        z_ref, _ = lode.encoder(x[i:i + 1], t_obs[i:i + 1])
-    fig, axes = plots.subplots(1, len(dims), width=2.7, height=2.8)
+        z_ref, _ = lode.encoder(x[[i, j]], t_obs[[i, j]])
+    fig, axes = plots.subplots(1, len(dims) + 1, width=2.6, height=2.8)
     cmap = plt.get_cmap("coolwarm")
-    for ax, dim in zip(np.atleast_1d(axes), dims):
-        vals = torch.linspace(-span, span, steps)
-        z0 = z_ref.repeat(steps, 1)
-        z0[:, dim] = z_ref[0, dim] + vals
+    starts = []
+    for dim in dims:
+        z0 = z_ref[:1].repeat(steps, 1)
+        z0[:, dim] = z_ref[0, dim] + torch.linspace(-span, span, steps)
+        starts.append((f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}", z0))
+    w = torch.linspace(0, 1, steps)[:, None]
+    starts.append(("counter-clockwise → clockwise", (1 - w) * z_ref[:1] + w * z_ref[1:]))
+    for ax, (title, z0) in zip(np.atleast_1d(axes), starts):
         path = lode.predict(None, None, d.t, z0=z0)
         for s in range(steps):
             ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
             ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
-        ax.set_title(f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}")
+        ax.set_title(title, fontsize=9)
         ax.set_aspect("equal")
     plt.close(fig)
     return fig

@@ -527,7 +527,7 @@ def plot_figure3(record: dict):
     fig, ax = plots.subplots(1, 4, width=3.0, height=2.8)
     tol = fig3["tolerance"]
     nfe = [r["nfe_forward"] for r in tol]
-    ax[0].loglog(nfe, [r["error"] for r in tol], "o-", color=plots.COLORS["odenet"])
+    ax[0].semilogy(nfe, [r["error"] for r in tol], "o-", color=plots.COLORS["odenet"])
     ax[0].set(xlabel="forward NFE", ylabel="numerical error", title="(a) NFE vs error")
     t0 = tol[-1]["time_s"] / tol[-1]["nfe_forward"]
     ax[1].plot(nfe, [r["time_s"] for r in tol], "o-", color=plots.COLORS["odenet"])
@@ -540,11 +540,15 @@ def plot_figure3(record: dict):
     labels = {"dopri5": "dopri5", "dopri5_seminorm": "dopri5 + seminorm", "lsoda": "scipy LSODA"}
     colors = {"dopri5": plots.COLORS["dopri5"], "dopri5_seminorm": plots.COLORS["seminorm"],
               "lsoda": plots.COLORS["scipy"]}
+    markers = {"dopri5": dict(marker="o", s=60, facecolors="none"), "dopri5_seminorm": dict(marker="x", s=30),
+               "lsoda": dict(marker="s", s=18)}
     hi = 0
     for solver, rows in by.items():
         f, b = [r["nfe_forward"] for r in rows], [r["nfe_backward"] for r in rows]
         hi = max(hi, *f, *b)
-        ax[2].scatter(f, b, s=18, color=colors[solver], label=labels[solver], alpha=0.8)
+        style = markers[solver]
+        color = {"edgecolors" if style.get("facecolors") == "none" else "color": colors[solver]}
+        ax[2].scatter(f, b, label=labels[solver], **style, **color)
     ax[2].plot([0, hi], [0, hi], ":", color="grey", label="backward = forward")
     ax[2].plot([0, hi], [0, hi * paper.BACKWARD_OVER_FORWARD_NFE], "--", color="grey", label="paper: half")
     ax[2].set(xlabel="forward NFE", ylabel="backward NFE", title="(c) forward vs backward")

@@ -10,7 +10,7 @@ ODECORE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export ODECORE_MNIST_DIR
 JB := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book test test-package test-notebooks test-book env clean
+.PHONY: book test test-package test-notebooks test-book reproduce env clean
 
 env: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ test-notebooks: env
 test-book: env
 	rm -rf _build/html _build/.doctrees
 	$(JB) --all
+
+# Every chapter at the paper's settings (CUDA when present; resumable: run it again after an interruption).
+CHAPTERS := adjoint mnist cnf latent_ode
+reproduce: env
+	for chapter in $(CHAPTERS); do $(BIN)/python -m odecore.experiments.$$chapter --profile full || exit 1; done
 
 clean:
 	rm -rf _build

@@ -64,12 +64,16 @@ class Config:
     sweep_dim: int = 8
     sweep_hidden: int = 32
     sweep_t1: float = 2.0
+    # does the seminorm matter for wider nets or larger states? (dim, hidden) pairs, at two tolerances
+    seminorm_sizes: tuple[tuple[int, int], ...] = ((8, 32), (8, 256), (32, 256), (64, 64))
+    seminorm_rtols: tuple[float, ...] = (1e-4, 1e-6)
 
 
 PROFILES: dict[str, Config] = {
     "smoke": Config(check_hidden=8, memory_steps=(5, 20), memory_batch=32, memory_dim=16,
                     memory_hidden=32, sweep_rtols=(1e-3, 1e-5), sweep_reference_rtol=1e-9,
-                    sweep_batch=4, sweep_dim=4, sweep_hidden=8, sweep_t1=1.0),
+                    sweep_batch=4, sweep_dim=4, sweep_hidden=8, sweep_t1=1.0,
+                    seminorm_sizes=((4, 8),), seminorm_rtols=(1e-4,)),
     "full": Config(),
 }
 
@@ -267,6 +271,26 @@ def tolerance_sweep(cfg: Config) -> list[dict]:
     return rows
 
 
+def seminorm_against_size(cfg: Config) -> list[dict]:
+    """Backward NFE with the default norm and with the seminorm, for several network sizes."""
+    rows = []
+    for dim, hidden in cfg.seminorm_sizes:
+        torch.manual_seed(cfg.seed + 1)
+        func = CountNFE(MLPDynamics(dim, hidden, gain=2.0).double())
+        z0 = torch.randn(cfg.sweep_batch, dim, dtype=torch.float64)
+        t = torch.tensor([0.0, cfg.sweep_t1], dtype=torch.float64)
+        for rtol in cfg.seminorm_rtols:
+            row = {"dim": dim, "hidden": hidden, "rtol": rtol}
+            for name in ("dopri5", "dopri5 + seminorm"):
+                func.reset()
+                z = odesolve(func, z0, t, rtol=rtol, atol=rtol, adjoint=True, adjoint_options=SOLVERS[name][2])
+                row["nfe_forward"] = func.reset()
+                z[-1].pow(2).mean().backward()
+                row[f"nfe_backward {name}"] = func.reset()
+            rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Figure 2: the forward solve and the backward augmented solve, from an actual run
 
@@ -316,6 +340,7 @@ def compute(cfg: Config) -> dict:
         "memory_method": ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                           else "torch.profiler memory events (peak of the running sum of CPU allocations)"),
         "sweep": tolerance_sweep(cfg),
+        "seminorm_sizes": seminorm_against_size(cfg),
         "figure2": figure2_run(cfg),
     }
 

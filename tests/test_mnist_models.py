@@ -55,7 +55,8 @@ def test_ode_block_counts_forward_and_backward_nfe():
 
 
 def test_rknet_uses_fixed_rk4_steps():
-    model = models.make("rknet", rk_method="rk4", rk_options={"step_size": 0.25})
+    assert models.make("rknet", rk_method="dopri5", rk_step=None).ode.options is None
+    model = models.make("rknet")
     model(torch.rand(2, 1, 28, 28)).sum().backward()
     assert model.ode.nfe_forward == 16 and model.ode.func.nfe == 16  # 4 steps x 4 stages; no backward solve
 

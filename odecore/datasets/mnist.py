@@ -195,15 +195,14 @@ def random_crop(x: Tensor, padding: int = 4, generator: torch.Generator | None =
     """Random crop of a zero-padded batch, one offset per image, in one gather on x's device.
 
     x: (B, C, H, W) -> (B, C, H, W); the same as torchvision's RandomCrop(H, padding) per image.
+    The padded batch is viewed as all its (2p+1)^2 windows (unfold makes no copy) and each image
+    picks its own.
     """
     b, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device="cpu").to(x.device)
-    rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B,1,H,1)
-    cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B,1,1,W)
-    index = torch.arange(b, device=x.device)[:, None, None, None]
-    channel = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[index, channel, rows, cols]
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W)
+    return windows[torch.arange(b, device=x.device), :, offsets[0], offsets[1]]
 
 
 def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, images_per_epoch: int | None = None,
@@ -227,10 +226,14 @@ def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, ima
         start += len(take)
     order = torch.cat(order).to(x.device)
     gen = torch.Generator().manual_seed(seed * 100_003 + 7_919 * (epoch + 1))
-    for i in range(0, per_epoch - batch_size + 1, batch_size):
-        idx = order[i:i + batch_size]
-        xb = x[idx]
-        yield (random_crop(xb, 4, gen) if augment else xb), y[idx]
+    chunk = batch_size * 64  # gather and crop 64 batches at once: the per-call cost is paid once
+    for start in range(0, per_epoch - batch_size + 1, chunk):
+        idx = order[start:min(start + chunk, per_epoch)]
+        xs, ys = x[idx], y[idx]
+        if augment:
+            xs = random_crop(xs, 4, gen)
+        for i in range(0, len(idx) - batch_size + 1, batch_size):
+            yield xs[i:i + batch_size], ys[i:i + batch_size]
 
 
 class Batches:

@@ -109,7 +109,7 @@ TRAIN_FIELDS = ("downsampling", "tol", "rk_method", "rk_step", "optimizer", "n_v
 
 def _make(name: str, cfg: Config) -> nn.Module:
     return models.make(name, downsampling=cfg.downsampling, tol=cfg.tol, rk_method=cfg.rk_method,
-                       rk_options={"step_size": cfg.rk_step} if cfg.rk_step else None)
+                       rk_step=cfg.rk_step)
 
 
 def _optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -255,8 +255,7 @@ def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: floa
     step's). CUDA: torch.cuda.max_memory_allocated over the step. Also returns time and NFE.
     """
     dev = profiles.device()
-    model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method,
-                        rk_options={"step_size": rk_step} if rk_step else None).to(dev)
+    model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method, rk_step=rk_step).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.rand(batch_size, 1, 28, 28, device=dev)
     y = torch.randint(0, 10, (batch_size,), device=dev)
@@ -517,6 +516,32 @@ def table1(record: dict):
             "forward NFE, ours": round(ours.get("nfe_forward_mean", float("nan")), 1),
         })
     return pd.DataFrame(rows).set_index("model")
+
+
+def figure3c_table(record: dict):
+    """Figure 3(c) in numbers: mean forward NFE, backward NFE and their ratio per solver and tolerance."""
+    import pandas as pd
+
+    df = pd.DataFrame(record["metrics"]["figure3"]["backward"])
+    df["backward / forward"] = df["nfe_backward"] / df["nfe_forward"]
+    out = df.groupby(["solver", "tol"], sort=False)[["nfe_forward", "nfe_backward", "backward / forward", "time_s"]].mean()
+    return out.rename(columns={"nfe_forward": "forward NFE", "nfe_backward": "backward NFE", "time_s": "s / step"})
+
+
+def plot_training(record: dict):
+    """Validation error per epoch of every model (seed 0), the curves model selection reads."""
+    from odecore import plots
+
+    fig, ax = plots.subplots(1, 2, width=3.6, height=2.8)
+    for name in models.MODELS:
+        hist = record["metrics"]["table1"][name]["history"][0]
+        epochs = [h["epoch"] for h in hist]
+        ax[0].plot(epochs, [h["loss"] for h in hist], "o-", color=plots.COLORS[name], label=NAMES[name])
+        ax[1].plot(epochs, [h["val_error"] for h in hist], "o-", color=plots.COLORS[name], label=NAMES[name])
+    ax[0].set(xlabel="epoch", ylabel="training loss (epoch mean)", yscale="log")
+    ax[1].set(xlabel="epoch", ylabel="validation error (%)", yscale="log")
+    ax[1].legend(fontsize=7)
+    return fig
 
 
 def plot_figure3(record: dict):

@@ -1,7 +1,7 @@
 """The four MNIST classifiers of Table 1: 1-layer MLP, ResNet, RK-Net and ODE-Net.
 
 ResNet, RK-Net and ODE-Net share everything but the middle: the input is downsampled twice
-(28 -> 13 -> 6 pixels at 64 channels), then comes either 6 residual blocks (ResNet) or one ODE
+(to 64 channels of 7 x 7 with the residual stem, 6 x 6 with the convolutional one), then comes either 6 residual blocks (ResNet) or one ODE
 block integrated over [0, 1] (ODE-Net, RK-Net), then GroupNorm-ReLU-average pool-linear. The
 blocks follow the authors' public example (pre-activation residual blocks with GroupNorm; ODE
 dynamics GN-ReLU-conv-GN-ReLU-conv-GN with the time appended as an input channel).
@@ -58,7 +58,7 @@ class ConcatConv2d(nn.Conv2d):
 
 
 class ODEFunc(nn.Module):
-    """Dynamics f(t, z) = GN(conv_t(relu(GN(conv_t(relu(GN(z))))))); z: (B, 64, 6, 6)."""
+    """Dynamics f(t, z) = GN(conv_t(relu(GN(conv_t(relu(GN(z))))))); z: (B, 64, H, W)."""
 
     def __init__(self, dim: int = WIDTH):
         super().__init__()
@@ -75,7 +75,8 @@ class ODEBlock(nn.Module):
     """z(1) from z(0) = x by dz/dt = f(t, z) on [0, 1].
 
     ODE-Net: dopri5 at rtol = atol = tol, gradients by the adjoint (`adjoint=True`).
-    RK-Net: the same solve, gradients by backpropagating through the solver's operations.
+    RK-Net: the same block solved by a Runge-Kutta method (rk4 with fixed steps in make()), gradients by
+    backpropagating through the solver's operations.
     `.func.nfe` counts evaluations; `nfe_forward` holds the count of the last forward solve.
     Solver settings can be changed after training (Figure 3 varies tol and method at test time).
     """
@@ -98,7 +99,7 @@ class ODEBlock(nn.Module):
 
 
 def stem(kind: str = "res") -> nn.Sequential:
-    """Downsample (B, 1, 28, 28) twice to (B, 64, 6, 6)."""
+    """Downsample (B, 1, 28, 28) twice: to (B, 64, 7, 7) ("res") or (B, 64, 6, 6) ("conv")."""
     if kind == "conv":  # the authors' public example
         return nn.Sequential(nn.Conv2d(1, WIDTH, 3, 1), norm(WIDTH), nn.ReLU(inplace=True),
                              nn.Conv2d(WIDTH, WIDTH, 4, 2, 1), norm(WIDTH), nn.ReLU(inplace=True),

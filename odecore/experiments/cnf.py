@@ -261,7 +261,7 @@ def density_specs(cfg: DensityConfig) -> list[dict]:
     common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
     cnf = {"hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
            "method": cfg.method, "optimizer": "adam", "lr": cfg.cnf_lr}
-    nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr, "init": "volume-preserving"}
+    nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr, "init": "volume-preserving, w ~ N(0, I/d)"}
     specs = []
     for target in cfg.targets:
         seeds = cfg.seeds if target in cfg.spread_targets else cfg.seeds[:1]
@@ -286,7 +286,7 @@ def mle_specs(cfg: MLEConfig) -> list[dict]:
                           "lr": cfg.cnf_lr, **common})
             specs.append({"kind": "nf", "task": data, "size": cfg.nf_layers, "seed": seed,
                           "iterations": cfg.nf_iterations, "optimizer": "adam", "lr": cfg.nf_lr,
-                          "init": "volume-preserving", **common})
+                          "init": "volume-preserving, w ~ N(0, I/d)", **common})
     return specs
 
 

@@ -43,12 +43,13 @@ class PlanarFlow(nn.Module):
 
     def __init__(self, dim: int, init_std: float = 0.1):
         super().__init__()
-        w = init_std * torch.randn(dim)
+        w = torch.randn(dim) / math.sqrt(dim)
         u0 = init_std * torch.randn(dim)
         # Start volume-preserving: pick u with m(w^T u) = 0, i.e. w^T u = log(e - 1), so that
         # u^ = u0 - (w^T u0) w/||w||^2 is orthogonal to w and det = 1. (With u ~ w ~ N(0, s^2) the
         # fix would give w^T u^ = m(0) = -0.31 and every layer would start contracting, which
-        # compounds over 64 layers.)
+        # compounds over 64 layers.) ||w|| ~ 1 keeps u itself O(1): with a small w, u would need
+        # a large component along w, and u^ would become ill-conditioned in w (RMSprop diverged).
         u = u0 + (math.log(math.e - 1) - w @ u0) * w / (w @ w)
         self.u = nn.Parameter(u)
         self.w = nn.Parameter(w)

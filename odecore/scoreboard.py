@@ -30,8 +30,11 @@ def status(row: dict, profile: str) -> str:
 
 
 def rows_for(experiment: str) -> list[dict]:
-    """Scoreboard rows of the largest stored profile of `experiment`, with provenance; [] if none."""
-    have = results.available_profiles(experiment)
+    """Scoreboard rows of the largest stored profile of `experiment`, with provenance; [] if none.
+
+    The smoke profile never counts: its numbers test the code path, they measure nothing.
+    """
+    have = [p for p in results.available_profiles(experiment) if p != "smoke"]
     if not have or experiment not in MODULES:
         return []
     record = results.load(experiment, have[-1])

@@ -334,7 +334,7 @@ def density_table(record: dict):
     df["model"] = df["kind"].str.upper() + np.where(df["kind"] == "nf", " K=", " M=") + df["size"].astype(str)
     df["iterations"] = df["iterations"].astype(int)
     out = (df.groupby(["task", "kind", "size", "iterations"])["kl"]
-           .agg(kl_mean="mean", kl_std="std", seeds="count").reset_index())
+           .agg(kl_mean="mean", kl_std="std", kl_min="min", kl_max="max", seeds="count").reset_index())
     out["kl_std"] = out["kl_std"].where(out["seeds"] > 1)
     out.attrs["long_iterations"] = long_iters
     return out
@@ -425,8 +425,10 @@ def figure4(record: dict, n_samples: int = 20_000, seed: int = 0, lim: float = 4
 
 
 def figure4d(record: dict):
-    """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; error bars
-    are the std over seeds where a target has several; a star marks a CNF at the paper's 10,000."""
+    """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; lines join
+    the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
+    single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000)."""
+    import matplotlib.ticker as mticker
     from odecore import plots
 
     cfg = record["config"]
@@ -438,8 +440,8 @@ def figure4d(record: dict):
                             ("cnf", f"CNF ({cfg['cnf_iterations']:,} Adam it.)")):
             sub = tab[(tab.task == target) & (tab.kind == kind) & (tab.iterations == cfg[f"{kind}_iterations"])]
             sub = sub.sort_values("size")
-            ax.errorbar(sub["size"], sub["kl_mean"], yerr=sub["kl_std"].fillna(0), marker="o", capsize=3,
-                        color=plots.COLORS[kind], label=label)
+            ax.errorbar(sub["size"], sub["kl_mean"], yerr=[sub["kl_mean"] - sub["kl_min"], sub["kl_max"] - sub["kl_mean"]],
+                        marker="o", capsize=3, color=plots.COLORS[kind], label=label)
             for r in record["metrics"]["runs"]:
                 if r["kind"] == kind and r["task"] == target and "kl" in r and r["iterations"] == cfg[f"{kind}_iterations"]:
                     ax.plot(r["size"], r["kl"], ".", color=plots.COLORS[kind], alpha=0.4)
@@ -451,11 +453,17 @@ def figure4d(record: dict):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sorted(set(cfg["nf_layers"]) | set(cfg["cnf_units"])))
-        ax.get_xaxis().set_major_formatter(__import__("matplotlib").ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set_xlabel("K (NF) or M (CNF)")
         ax.set_title(target)
     axes[0, 0].set_ylabel("final KL(q || p) (nats)")
-    axes[0, 0].legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0, 1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h); labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
     return fig
 
 

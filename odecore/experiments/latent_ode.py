@@ -691,7 +691,7 @@ def fig10(record: dict, k: int = 2):
         for row, i in enumerate(which):
             _draw_spiral(axes[row, col], d, i, x[i], t_obs[i], pred[row], plots.COLORS["latent_ode"], "latent ODE")
         axes[0, col].set_title(f"{n}/100 observed")
-    axes[-1, -1].legend(loc="lower right", fontsize=7)
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     plt.close(fig)
     return fig
 

@@ -198,12 +198,13 @@ def train_one(name: str, seed: int, cfg: Config, mnist: data.MNIST, profile: str
         if ode is not None:
             flush()
             out = {"nfe_forward_steps": trace["forward"][:], "nfe_backward_steps": trace["backward"][:]}
-            trace["forward"].clear(), trace["backward"].clear()
+            trace["forward"].clear()
+            trace["backward"].clear()
         out["val_error"] = error_rate(model, mnist.val_x, mnist.val_y, cfg.eval_batch)
         best = torch.load(best_path, weights_only=False)["val_error"] if best_path.exists() else math.inf
         if out["val_error"] <= best:
             atomic_save({"model": model.state_dict(), "val_error": out["val_error"], "epoch": epoch + 1}, best_path)
-        out["lr"] = opt.param_groups[0]["lr"]
+        out["lr_next"] = opt.param_groups[0]["lr"]  # fit() steps the scheduler before evaluate()
         return out
 
     def batches(epoch: int):

@@ -26,13 +26,15 @@ observation spacing, 693 = 99 x 7 (one step per interval), a third of the defaul
 restart floor: torchdiffeq's adjoint solves each interval between observation times afresh. The
 script prints the numbers; with --save the chapter reads them from data/results/.
 
-Timings are wall-clock per iteration (forward, backward, Adam step) after one warm-up iteration,
-at initialisation; NFE grows as a model trains, so these are the cost of an early iteration.
+Timings are the median wall-clock time per iteration (forward, backward, Adam step) after one
+warm-up iteration, at initialisation; NFE are means over the same iterations; NFE grows as a model trains, so these are the cost of an early iteration.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -105,7 +107,8 @@ def time_steps(model: nn.Module, loss_fn, iters: int) -> dict:
         if i:  # the first iteration is a warm-up
             rows.append((time.perf_counter() - tick, nfe_f, nfe_b))
     n = len(rows)
-    return {"s_per_iter": sum(r[0] for r in rows) / n, "nfe_forward": sum(r[1] for r in rows) / n,
+    # median time: on a shared machine a load spike in one iteration should not move the row
+    return {"s_per_iter": statistics.median(r[0] for r in rows), "nfe_forward": sum(r[1] for r in rows) / n,
             "nfe_backward": sum(r[2] for r in rows) / n}
 
 
@@ -157,6 +160,7 @@ def main() -> None:
                    time_steps(ours, lambda: -ours.elbo(x_all, tt_all, idx_all, t_all)[0].mean(), args.iters))
     rnn = RNNBaseline(obs_std=0.3)
     report("public example", "RNN", "-", time_steps(rnn, lambda: rnn.nll(x_all, tt_all).mean(), args.iters))
+    out["load_average"] = list(os.getloadavg())  # the machine is shared: say how busy it was
     if args.save:
         path = results.results_dir() / "latent_ode_benchmark.json"
         results.atomic_write_text(path, json.dumps(out, indent=1) + "\n")

@@ -52,6 +52,7 @@ class DensityConfig:
     nf_iterations: int = 500_000
     long_cnf: tuple[tuple[str, int], ...] = ()          # extra (target, M) CNF runs, seed 0 ...
     long_iterations: int = 10_000                        # ... at this many iterations
+    nf_init: str = "volume-preserving, w ~ N(0, I/d)"    # see flows.PlanarFlow
     batch_size: int = 256
     cnf_lr: float = 1e-3
     nf_lr: float = 1e-3
@@ -71,6 +72,7 @@ class MLEConfig:
     datasets: tuple[str, ...] = toy2d.DATASETS
     cnf_units: int = 64
     nf_layers: int = 64
+    nf_init: str = "volume-preserving, w ~ N(0, I/d)"    # see flows.PlanarFlow
     seeds: tuple[int, ...] = (0,)
     cnf_iterations: int = 10_000
     nf_iterations: int = 10_000
@@ -261,7 +263,7 @@ def density_specs(cfg: DensityConfig) -> list[dict]:
     common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
     cnf = {"hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
            "method": cfg.method, "optimizer": "adam", "lr": cfg.cnf_lr}
-    nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr, "init": "volume-preserving, w ~ N(0, I/d)"}
+    nf = {"optimizer": "rmsprop", "lr": cfg.nf_lr, "init": cfg.nf_init}
     specs = []
     for target in cfg.targets:
         seeds = cfg.seeds if target in cfg.spread_targets else cfg.seeds[:1]
@@ -286,7 +288,7 @@ def mle_specs(cfg: MLEConfig) -> list[dict]:
                           "lr": cfg.cnf_lr, **common})
             specs.append({"kind": "nf", "task": data, "size": cfg.nf_layers, "seed": seed,
                           "iterations": cfg.nf_iterations, "optimizer": "adam", "lr": cfg.nf_lr,
-                          "init": "volume-preserving, w ~ N(0, I/d)", **common})
+                          "init": cfg.nf_init, **common})
     return specs
 
 

@@ -96,7 +96,7 @@ DENSITY_PROFILES: dict[str, DensityConfig] = {
                            long_cnf=(("U1", 2),), long_iterations=16, batch_size=64, cnf_lr=1e-2,
                            nf_lr=1e-2, hidden=8, eval_samples=500, chunk=8),
     # Sized for one shared CPU thread: about 40 minutes of training in all, measured (see the chapter).
-    "reduced": DensityConfig(seeds=(0, 1, 2), spread_targets=("U2", "U3", "U4"), cnf_iterations=1_500,
+    "reduced": DensityConfig(seeds=(0, 1, 2), spread_targets=toy2d.POTENTIALS, cnf_iterations=1_500,
                              nf_iterations=3_000, long_cnf=(("U3", 32),), long_iterations=10_000,
                              cnf_lr=3e-3, nf_lr=1e-2),
     "full": DensityConfig(),

@@ -457,6 +457,8 @@ def figure4d(record: dict):
         ax.set_yscale("log")
         ax.set_xticks(sorted(set(cfg["nf_layers"]) | set(cfg["cnf_units"])))
         ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
+        ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set_xlabel("K (NF) or M (CNF)")
         ax.set_title(target)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -173,8 +172,7 @@ def main() -> None:
     print("cost against dimension (fixed-step RK4, 40 evaluations forward):")
     out["dims"] = dimension_sweep([int(d) for d in args.dims.split(",")], max(2, args.iters // 2))
     if args.save:
-        path = results.results_dir() / "cnf_benchmark.json"
-        results.atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+        path = results.save_benchmark("cnf", out)
         print(f"saved {path}")
 
 

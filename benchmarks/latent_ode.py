@@ -32,7 +32,6 @@ warm-up iteration, at initialisation; NFE are means over the same iterations; NF
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -162,8 +161,7 @@ def main() -> None:
     report("public example", "RNN", "-", time_steps(rnn, lambda: rnn.nll(x_all, tt_all).mean(), args.iters))
     out["load_average"] = list(os.getloadavg())  # the machine is shared: say how busy it was
     if args.save:
-        path = results.results_dir() / "latent_ode_benchmark.json"
-        results.atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+        path = results.save_benchmark("latent_ode", out)
         print(f"-> {path}")
 
 

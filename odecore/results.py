@@ -125,6 +125,16 @@ def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: li
     return record
 
 
+def save_benchmark(name: str, figures: dict) -> Path:
+    """Store a benchmark's printed figures as `<results dir>/<name>_benchmark.json`, with provenance.
+
+    Keys of `figures` win over the provenance's (a benchmark may record its own device or date).
+    """
+    path = results_dir() / f"{name}_benchmark.json"
+    atomic_write_text(path, json.dumps({**provenance(), **figures}, indent=1) + "\n")
+    return path
+
+
 def load(experiment: str, profile: str) -> dict | None:
     """The stored record, None if there is none; ResultsError if the file is unusable."""
     path = path_for(experiment, profile)

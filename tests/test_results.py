@@ -81,3 +81,11 @@ def test_record_is_plain_json():
     data = json.loads(results.path_for("toy", "smoke").read_text())
     assert data["seeds"] == [1, 2] and data["metrics"]["curve"] == [1.0, 2.0]
     assert data["config"] == {"lr": 0.1, "sizes": [1, 2]}
+
+
+def test_benchmark_figures_are_stored_with_provenance():
+    path = results.save_benchmark("toy", {"s_per_step": 0.5, "device_name": "as measured"})
+    data = json.loads(path.read_text())
+    assert path.name == "toy_benchmark.json"
+    assert data["s_per_step"] == 0.5 and data["device_name"] == "as measured"  # the benchmark's own keys win
+    assert {"torch", "torchdiffeq", "git_commit", "date"} <= set(data)

@@ -31,5 +31,7 @@ def subplots(nrows: int = 1, ncols: int = 1, width: float = 3.4, height: float =
 
 
 def caption_tag(record: dict) -> str:
-    """The provenance line every reproduced figure carries."""
-    return f"{record['experiment']} / profile {record['profile']} / {record.get('device_name', '?')}"
+    """The provenance line every reproduced figure carries: the experiment and results.label()."""
+    from odecore.results import label
+
+    return f"{record['experiment']}, {label(record)}"

@@ -76,11 +76,11 @@ def _check_shapes(func: Callable, z0: State, t: Tensor) -> None:
     """Evaluate f once at (t0, z0) and compare shapes, so a mismatch is named, not a broadcast bug."""
     with torch.no_grad():
         f0 = func(t[0], z0)
-    for i, (z, f) in enumerate(zip(_leaves(z0), _leaves(f0), strict=False)):
-        if z.shape != f.shape:
-            raise ValueError(f"dynamics returned shape {tuple(f.shape)} for state {i} of shape {tuple(z.shape)}")
     if len(_leaves(z0)) != len(_leaves(f0)):
         raise ValueError(f"dynamics returned {len(_leaves(f0))} tensors for a state of {len(_leaves(z0))}")
+    for i, (z, f) in enumerate(zip(_leaves(z0), _leaves(f0))):
+        if z.shape != f.shape:
+            raise ValueError(f"dynamics returned shape {tuple(f.shape)} for state {i} of shape {tuple(z.shape)}")
 
 
 def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rtol: float = 1e-7,

@@ -12,6 +12,8 @@ import argparse
 import os
 from typing import Callable
 
+from odecore.results import path_for
+
 # result name -> module that writes it
 MODULES: dict[str, str] = {
     "adjoint": "odecore.experiments.adjoint",
@@ -34,7 +36,5 @@ def cli(run: Callable[[str], dict], profiles: dict, description: str) -> None:
     record = run(args.profile)
     records = record if isinstance(record, list) else [record]
     for rec in records:
-        from odecore.results import path_for
-
         print(f"{rec['experiment']} [{rec['profile']}] -> {path_for(rec['experiment'], rec['profile'])} "
               f"({rec['wall_time_s']:.1f} s on {rec['device_name']})")

@@ -15,6 +15,7 @@ CONFIGS = {
     "cnf_mle": cnf.MLE_PROFILES,
     "latent_ode": latent_ode.PROFILES,
     "latent_ode_poisson": latent_ode.POISSON_PROFILES,
+    "latent_ode_sampling": latent_ode.SAMPLING_PROFILES,
 }
 
 

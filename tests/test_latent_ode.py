@@ -207,3 +207,14 @@ def test_poisson_integral_matches_quadrature():
     lam = torch.exp(model.log_intensity(z)).squeeze(-1)
     quad = torch.trapezoid(lam, t, dim=1)
     assert torch.allclose(cum[:, -1, 0], quad, rtol=1e-4)
+
+
+def test_regular_sampling_is_evenly_spaced_and_shared():
+    idx = spirals.observation_indices(5, 100, 30, seed=3, sampling="regular")
+    assert idx.shape == (5, 30) and (idx == idx[0]).all()
+    assert idx[0, 0] == 0 and idx[0, -1] == 99 and (idx[0].diff() > 0).all()
+    assert set(idx[0].diff().tolist()) <= {3, 4}            # 99 / 29 = 3.4: gaps of 3 and 4
+    irregular = spirals.observation_indices(5, 100, 30, seed=3)
+    assert not (irregular == irregular[0]).all()              # the paper's times differ per spiral
+    with pytest.raises(ValueError, match="sampling"):
+        spirals.observation_indices(5, 100, 30, sampling="random")

@@ -20,8 +20,13 @@ def dirs(tmp_path, monkeypatch):
 
 
 def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
-    rec, pois = exp.run("smoke", progress=False)
+    rec, pois, samp = exp.run("smoke", progress=False)
     cfg = exp.PROFILES["smoke"]
+    assert {r["sampling"] for r in samp["metrics"]["runs"]} == {"irregular", "regular"}
+    irregular = {(r["model"], r["n"]): r["rmse"] for r in samp["metrics"]["runs"] if r["sampling"] == "irregular"}
+    shared = {(r["model"], r["n"]): r["rmse"] for r in rec["metrics"]["runs"] if (r["model"], r["n"]) in irregular}
+    assert irregular == shared                                   # the Table 2 sub-runs, not trained again
+    assert exp.scoreboard(samp) == []
     assert rec["experiment"] == "latent_ode" and rec["profile"] == "smoke"
     runs = rec["metrics"]["runs"]
     assert len(runs) == len(cfg.seeds) * len(cfg.obs_counts) * 2

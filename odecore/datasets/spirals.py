@@ -106,17 +106,26 @@ def make_spirals(n_spirals: int = 1000, n_times: int = 100, *, n_extrap: int = 5
                       noise_std=float(noise_std))
 
 
-def observation_indices(n_spirals: int, n_times: int, n: int, seed: int = 0) -> Tensor:
-    """(n_spirals, n) sorted window-time indices, n drawn without replacement for each spiral."""
+SAMPLINGS: tuple[str, ...] = ("irregular", "regular")
+
+
+def observation_indices(n_spirals: int, n_times: int, n: int, seed: int = 0, sampling: str = "irregular") -> Tensor:
+    """(n_spirals, n) sorted window-time indices: "irregular", n drawn without replacement for each
+    spiral (the paper); "regular", the same n evenly spaced times for all (the authors' later example)."""
     if not 1 <= n <= n_times:
         raise ValueError(f"n must be in [1, {n_times}], got {n}")
+    if sampling == "regular":
+        idx = np.round(np.linspace(0, n_times - 1, n)).astype(np.int64)
+        return torch.as_tensor(idx).expand(n_spirals, n).clone()
+    if sampling != "irregular":
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
     rng = np.random.default_rng([seed, n])
     idx = np.argsort(rng.random((n_spirals, n_times)), axis=1)[:, :n]
     return torch.as_tensor(np.sort(idx, axis=1))
 
 
-def observe(data: SpiralData, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def observe(data: SpiralData, n: int, seed: int = 0, sampling: str = "irregular") -> tuple[Tensor, Tensor, Tensor]:
     """The n observations of every spiral: x (N, n, 2), their times t_obs (N, n), indices (N, n)."""
-    idx = observation_indices(data.noisy.shape[0], data.n_times, n, seed)
+    idx = observation_indices(data.noisy.shape[0], data.n_times, n, seed, sampling)
     x = torch.gather(data.noisy, 1, idx[..., None].expand(-1, -1, 2))
     return x, data.t[idx], idx

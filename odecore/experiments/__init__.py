@@ -22,6 +22,7 @@ MODULES: dict[str, str] = {
     "cnf_mle": "odecore.experiments.cnf",
     "latent_ode": "odecore.experiments.latent_ode",
     "latent_ode_poisson": "odecore.experiments.latent_ode",
+    "latent_ode_sampling": "odecore.experiments.latent_ode",
 }
 
 

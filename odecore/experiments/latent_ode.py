@@ -479,8 +479,9 @@ def scoreboard(record: dict) -> list[dict]:
     for model in MODELS:
         for n, cell in m["table2"][model].items():
             k = len(cell["values"])
+            spread = f"mean of {k} seeds, sd {cell['std']:.3f}" if k > 1 else f"seed {cell['seeds'][0]}"
             rows.append({"item": "Table 2", "quantity": f"{names[model]} RMSE, {n}/100 observed "
-                         f"(mean of {k} seed{'s' if k > 1 else ''}, sd {cell['std']:.3f}; inside the observed "
+                         f"({spread}; inside the observed "
                          f"window alone {cell['rmse_window']:.3f}, beyond it {cell['rmse_extrap']:.3f})",
                          "paper": cell["paper"], "ours": round(cell["mean"], 4), "unit": "",
                          "tolerance": RMSE_TOLERANCE})

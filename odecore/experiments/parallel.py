@@ -115,7 +115,8 @@ def run_pool(todo: list[Task], workers: int, gpu_workers: int, deadline_s: float
                 print(f"[{time.perf_counter() - start:7.1f} s] ERROR {label}: {type(err).__name__}: {err}", flush=True)
         time.sleep(1.0)
     for pool in pools.values():
-        pool.terminate()
+        pool.terminate()      # unfinished sub-runs keep their last saved chunk
+        pool.join()
     done["unfinished"] = sorted(pending)
     print(f"{len(done['done'])} done, {len(done['failed'])} failed, {len(done['unfinished'])} unfinished "
           f"after {time.perf_counter() - start:.0f} s", flush=True)

@@ -110,10 +110,3 @@ def test_subrun_key_ignores_the_seed_list(dirs):
     other = dataclasses.replace(cfg, lr=0.02)
     assert exp._scratch("latent_ode", "smoke", cfg) == exp._scratch("latent_ode", "smoke", more)
     assert exp._scratch("latent_ode", "smoke", cfg) != exp._scratch("latent_ode", "smoke", other)
-
-
-def test_partial_run_is_its_own_result(dirs):
-    rec = exp.run_partial("smoke", (30,), (0,), progress=False)
-    assert rec["experiment"] == "latent_ode_partial" and list(rec["config"]["obs_counts"]) == [30]
-    assert len(rec["metrics"]["runs"]) == 2
-    assert results.load("latent_ode", "smoke") is None

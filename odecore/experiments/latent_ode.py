@@ -410,22 +410,6 @@ def run_poisson(profile: str | None = None, *, progress: bool = True) -> dict:
     return results.cached("latent_ode_poisson", profile, cfg, compute, seeds=[cfg.seed])
 
 
-def run_partial(profile: str, obs_counts: tuple[int, ...], seeds: tuple[int, ...], *,
-                progress: bool = True) -> dict:
-    """Some sub-runs of a profile (e.g. "full" where the whole of it does not fit on a CPU), stored as the
-    result "latent_ode_partial" of that profile with the restricted config, so it is never mistaken
-    for the whole profile. Shares its sub-runs with a later run of the whole profile."""
-    profile = profiles.check(profile)
-    cfg = dataclasses.replace(PROFILES[profile], obs_counts=tuple(obs_counts), seeds=tuple(seeds))
-
-    def compute() -> dict:
-        runs = [train_one(profile, cfg, model, n, seed, progress=progress)
-                for seed in cfg.seeds for n in cfg.obs_counts for model in MODELS]
-        return {"runs": runs, "table2": table2(runs)}
-
-    return results.cached("latent_ode_partial", profile, cfg, compute, seeds=list(cfg.seeds))
-
-
 # Irregular against regular observation times: the profile's training, one seed, the sparse n only
 # (at n = 100 every time is observed either way). CPU-sized, so no "full" entry.
 SAMPLING_PROFILES: dict[str, Config] = {
@@ -455,8 +439,8 @@ def run_sampling(profile: str | None = None, *, progress: bool = True) -> dict:
 def run(profile: str | None = None, *, progress: bool = True) -> list[dict]:
     """The results of the chapter: [spirals, Poisson] and, where the profile has one, the sampling comparison."""
     out = [run_spirals(profile, progress=progress), run_poisson(profile, progress=progress)]
-    if (profile or profiles.current("latent_ode")) in SAMPLING_PROFILES:
-        out.append(run_sampling(profile, progress=progress))
+    if out[0]["profile"] in SAMPLING_PROFILES:
+        out.append(run_sampling(out[0]["profile"], progress=progress))
     return out
 
 

@@ -156,6 +156,22 @@ def test_cnf_adjoint_gradients_match_direct_backprop():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-8)
 
 
+def test_cnf_lean_solver_gives_the_same_log_prob_and_gradient():
+    # lean_dopri5 (benchmarks/cnf.py) is a faster route to the same density and the same training signal
+    torch.manual_seed(6)
+    x = torch.randn(16, 2, dtype=torch.float64)
+    out = {}
+    for method in ("dopri5", "lean_dopri5"):
+        torch.manual_seed(7)
+        dyn = flows.PlanarCNFDynamics(2, 4, hidden=8).double()
+        cnf = flows.CNF(dyn, t1=1.0, rtol=1e-10, atol=1e-10, method=method)
+        logp = cnf.log_prob(x)
+        (-logp.mean()).backward()
+        out[method] = (logp.detach(), torch.cat([p.grad.reshape(-1) for p in dyn.parameters()]))
+    for a, b in zip(out["dopri5"], out["lean_dopri5"]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
 def test_nfe_counter_counts_the_solve():
     dyn = flows.PlanarCNFDynamics(2, 2)
     cnf = flows.CNF(dyn, method="rk4", t1=1.0)

@@ -151,7 +151,8 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
     as torchdiffeq's dopri5, so NFEs are comparable. Three differences, all for speed: step sizes
     are floats chosen outside the autograd graph (the gradient is that of the solve with its
     steps held fixed, not also through the controller), a step never overshoots an output time
-    (no dense-output interpolation), and a stage is one `addmv` over the stacked slopes.
+    (no dense-output interpolation), and a stage is one `addmv` over the stacked slopes. The
+    times t are read as numbers, so unlike torchdiffeq's solvers it gives no gradient for t.
 
     Returns what `odesolve` does: (T, *z0.shape), or a tuple of those for a tuple state.
     Raises RuntimeError when the step size underflows or max_steps is exceeded (a stiff or

@@ -117,7 +117,7 @@ def figure5_settings(iters: int) -> list[dict]:
         return -model.log_prob(x).mean()
 
     settings = [(s, trace, False) for s in SOLVERS for trace in ("closed", "autograd", "hutchinson")]
-    settings.append(("dopri5", "closed", True))          # the adjoint backpropagates through no solver
+    settings.append(("dopri5", "closed", True))          # lean_dopri5 has no adjoint
     rows = []
     for solver, trace, adjoint in settings:
         torch.manual_seed(0)

@@ -7,8 +7,8 @@ wrapped in `CountNFE` to report how many evaluations a solve (or its backward pa
 The solvers are torchdiffeq's, plus `lean_dopri5`: the same Dormand-Prince 5(4) pair and step
 controller written as one flat loop. Step sizes are plain floats chosen without building a graph,
 and each stage is one fused multiply-add, so backpropagating through the solve costs little more
-than backpropagating through the evaluations. For small models, where a step's time is the
-per-operation overhead and not arithmetic, that halves a training step (benchmarks/cnf.py).
+than backpropagating through the evaluations. That matters for small models, where a step's time
+is per-operation overhead and not arithmetic; benchmarks/cnf.py measures it on a CNF training step.
 """
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
                 factor = 0.2
             clipped = abs(dt) < h
             if ratio <= 1:                       # accept; the 7th stage is the next step's first
-                now = target if clipped or abs(dt) == abs(target - now) else now + dt
+                now = target if abs(dt) == abs(target - now) else now + dt
                 y, k1 = stage, ks[6]
             # a step cut short to land on an output time does not shrink the next one
             h = max(h, abs(dt) * factor) if clipped and ratio <= 1 else abs(dt) * factor

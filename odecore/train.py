@@ -43,6 +43,15 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
+def load_checkpoint(path: Path) -> dict:
+    """torch.load of a resume checkpoint; an unreadable file is an error that names it and the fix."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated zip, empty file, unpickling error
+        raise RuntimeError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it is truncated "
+                           "or corrupt: delete it to restart that run from its last good state or from scratch") from err
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -58,33 +67,58 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _finite(model: nn.Module) -> bool:
+    """True when every parameter is finite; one reduction, so it costs one sync per step."""
+    params = [p for p in model.parameters()]
+    return not params or bool(torch.isfinite(torch.stack([p.detach().sum() for p in params])).all())
+
+
+def _stop(desc: str, what: str, epoch: int, step: int, checkpoint: Path | None) -> FloatingPointError:
+    if checkpoint is not None and Path(checkpoint).exists():
+        where = f"; the last good state is {checkpoint} (it is kept)"
+    else:
+        where = "; no checkpoint was written before it, so nothing is kept"
+    return FloatingPointError(f"{desc}: {what} at epoch {epoch + 1}, step {step}{where}. "
+                              "Lower the learning rate or check the data.")
+
+
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[Any], LossOut], batches: Callable[[int], Iterable[Any]], *,
         num_epochs: int, checkpoint: Path | None = None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, scheduler_interval: str = "epoch",
         evaluate: Callable[[int], dict[str, float]] | None = None,
+        after_step: Callable[[], dict[str, float]] | None = None, keep_steps: tuple[str, ...] = (),
+        checkpoint_every: int | None = None,
         desc: str = "train", progress: bool = True, grad_clip: float | None = None) -> list[dict]:
-    """Train `model` for `num_epochs`, resuming from `checkpoint` when it holds a later epoch.
+    """Train `model` for `num_epochs`, resuming from `checkpoint` where it stopped.
 
     Args:
         loss_fn: batch -> loss, or (loss, extras) where extras are floats averaged per epoch
             (e.g. {"nfe_forward": 26}).
-        batches: epoch -> iterable of batches; derive any shuffling from the epoch number so a
-            resumed run sees the same batches.
+        batches: epoch -> iterable of batches; derive any shuffling from the epoch number (never
+            from the global RNG) so a resumed run sees the same batches.
         checkpoint: where to save state after each epoch; None trains without saving.
-        scheduler: stepped once per epoch.
+        scheduler: stepped once per epoch, or once per step with scheduler_interval="step"
+            (one-cycle schedules).
         evaluate: epoch -> metrics, called after each epoch (e.g. validation error).
+        after_step: () -> extras read after the optimizer step (e.g. the backward NFE).
+        keep_steps: extras whose per-step values are kept in the epoch's row as "<name>_steps".
+        checkpoint_every: also save every this many steps inside an epoch, so a long epoch that
+            is cut off resumes at the step it reached (the skipped batches are regenerated).
 
     Returns:
         One dict per epoch: epoch, loss (mean), time_s, averaged extras, evaluate's metrics.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite; the last checkpoint is kept.
+        FloatingPointError: the loss or, after a step, a parameter became NaN or infinite. That
+            state is never saved, so the checkpoint stays the last good one.
     """
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}")
     history: list[dict] = []
-    start_epoch = 0
+    start_epoch, partial = 0, None
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -92,40 +126,58 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
         _set_rng_state(state["rng"])
         history = state["history"]
         start_epoch = state["epoch"] + 1
+        partial = state.get("partial")  # progress inside epoch `start_epoch`, if it was cut off
+
+    def save(epoch: int, part: dict | None) -> None:
+        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "rng": _rng_state(), "history": history, "epoch": epoch, "partial": part}, Path(checkpoint))
+
     for epoch in range(start_epoch, num_epochs):
         model.train()
-        tick = time.perf_counter()
-        sums: dict[str, float] = {}
-        steps = 0
+        part = partial or {"steps": 0, "sums": {}, "kept": {k: [] for k in keep_steps}, "time_s": 0.0}
+        partial = None
+        done, sums, kept = part["steps"], part["sums"], part["kept"]
+        tick = time.perf_counter() - part["time_s"]
         items = batches(epoch)
+        total = getattr(items, "__len__", lambda: None)()
         bar = tqdm(items, desc=f"{desc} epoch {epoch + 1}/{num_epochs}", disable=not progress,
-                   leave=False, total=getattr(items, "__len__", lambda: None)())
+                   leave=False, total=total, initial=0)
+        steps = 0
         for batch in bar:
+            steps += 1
+            if steps <= done:
+                continue  # already trained before the interruption
             out = loss_fn(batch)
             loss, extras = out if isinstance(out, tuple) else (out, {})
             if not torch.isfinite(loss):
-                where = f"; last good state is in {checkpoint}" if checkpoint else ""
-                raise FloatingPointError(f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, "
-                                         f"step {steps + 1}{where}. Lower the learning rate or check the data.")
+                raise _stop(desc, f"loss is {loss.item()}", epoch, steps, checkpoint)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            steps += 1
-            for key, value in {"loss": loss.item(), **extras}.items():
+            if not _finite(model):
+                raise _stop(desc, "a parameter is not finite after the optimizer step", epoch, steps, checkpoint)
+            if scheduler is not None and scheduler_interval == "step":
+                scheduler.step()
+            extras = {"loss": loss.item(), **extras, **(after_step() if after_step else {})}
+            for key, value in extras.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
-            bar.set_postfix(loss=f"{loss.item():.4g}")
-        if scheduler is not None:
+                if key in kept:
+                    kept[key].append(float(value))
+            bar.set_postfix(loss=f"{extras['loss']:.4g}")
+            if checkpoint is not None and checkpoint_every and steps % checkpoint_every == 0 and steps != total:
+                save(epoch - 1, {"steps": steps, "sums": sums, "kept": kept,
+                                 "time_s": time.perf_counter() - tick})
+        if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         row = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()},
-               "time_s": time.perf_counter() - tick}
+               **{f"{k}_steps": v for k, v in kept.items()}, "time_s": time.perf_counter() - tick}
         if evaluate is not None:
             model.eval()
             row.update(evaluate(epoch))
         history.append(row)
         if checkpoint is not None:
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "rng": _rng_state(), "history": history, "epoch": epoch}, Path(checkpoint))
+            save(epoch, None)
     return history

@@ -24,7 +24,7 @@ def test_full_profile_is_the_papers_settings():
     assert (full.num_epochs, full.batch_size, full.lr, full.momentum, full.optimizer) == (160, 128, 0.1, 0.9, "sgd")
     assert full.milestones == (60, 100, 140) and full.gamma == 0.1 and full.schedule == "step"
     assert full.augment and full.tol == paper.MNIST_TOL and full.images_per_epoch is None
-    assert set(exp.PROFILES) == {"smoke", "reduced", "full"}
+    assert set(exp.PROFILES) == {"smoke", "reduced", "cpu", "full"}
     for cfg in exp.PROFILES.values():
         assert set(cfg.seeds) == set(models.MODELS)
 
@@ -69,6 +69,24 @@ def test_smoke_run_then_cached_then_resumed(monkeypatch):
     monkeypatch.setattr(exp, "fit", lambda *a, **k: pytest.fail("retrained a finished model"))
     resumed = exp.run("smoke", progress=False)
     assert resumed["metrics"]["table1"]["odenet"]["test_error"] == m["table1"]["odenet"]["test_error"]
+
+
+def test_cpu_profile_converges_as_the_issue_asks():
+    """Every epoch sees all 55k images; one-cycle per step, Nesterov, weight decay, crops; the ODE-Net uses the adjoint."""
+    cpu = exp.PROFILES["cpu"]
+    assert cpu.images_per_epoch is None and cpu.n_train is None and cpu.n_val == 5000
+    assert cpu.schedule == "onecycle" and cpu.nesterov and cpu.weight_decay > 0 and cpu.augment
+    assert {m: exp.num_epochs(cpu, m) for m in models.MODELS} == cpu.epochs
+    assert len(cpu.seeds["mlp"]) >= 3 and len(cpu.seeds["resnet"]) >= 3
+    assert models.make("odenet").ode.adjoint
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=cpu.lr)
+    sched, interval = exp._scheduler(opt, cpu, 2, 10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert interval == "step" and max(lrs) == pytest.approx(cpu.lr, rel=0.05) and lrs[0] < cpu.lr / 10 > lrs[-1]
 
 
 def test_step_memory_reports_a_peak():

@@ -66,3 +66,71 @@ def test_extras_are_averaged():
     model, opt, sched, loss_fn, batches = make()
     history = fit(model, opt, lambda b: (loss_fn(b), {"nfe": 4.0}), batches, num_epochs=1, progress=False)
     assert history[0]["nfe"] == 4.0
+
+
+def test_resume_inside_an_epoch_matches_uninterrupted(tmp_path):
+    """A run cut off mid-epoch (per-step one-cycle lr, checkpoints every 2 steps) resumes at the step it reached."""
+    def setup(seed=0):
+        model, opt, _, loss_fn, batches = make(seed)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, epochs=3, steps_per_epoch=4)
+        return model, opt, sched, loss_fn, batches
+
+    model, opt, sched, loss_fn, batches = setup()
+    ref_hist = fit(model, opt, lambda b: (loss_fn(b), {"k": 1.0}), batches, num_epochs=3, scheduler=sched,
+                   scheduler_interval="step", keep_steps=("k",), progress=False)
+    reference = [p.detach().clone() for p in model.parameters()]
+
+    ckpt = tmp_path / "run.pt"
+    model, opt, sched, loss_fn, batches = setup()
+    calls = [0]
+
+    def cut(b):
+        calls[0] += 1
+        if calls[0] == 7:  # epoch 2, step 3: the checkpoint holds epoch 2, step 2
+            raise KeyboardInterrupt
+        return loss_fn(b), {"k": 1.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, opt, cut, batches, num_epochs=3, scheduler=sched, scheduler_interval="step", checkpoint=ckpt,
+            checkpoint_every=2, keep_steps=("k",), progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["epoch"] == 0 and state["partial"]["steps"] == 2
+
+    torch.manual_seed(1234)
+    model, opt, sched, loss_fn, batches = setup(seed=99)
+    history = fit(model, opt, lambda b: (loss_fn(b), {"k": 1.0}), batches, num_epochs=3, scheduler=sched,
+                  scheduler_interval="step", checkpoint=ckpt, checkpoint_every=2, keep_steps=("k",), progress=False)
+    for p, q in zip(model.parameters(), reference):
+        assert torch.equal(p, q)
+    assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in ref_hist])
+    assert [len(h["k_steps"]) for h in history] == [4, 4, 4]
+
+
+def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(tmp_path):
+    """A finite loss whose step makes the weights inf: nothing non-finite is saved."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    loss_fn = lambda b: ((model(b[0]) - b[1]) ** 2).mean()  # noqa: E731
+    ckpt = tmp_path / "c.pt"
+    fit(model, opt, loss_fn, lambda e: [(x, y)], num_epochs=1, checkpoint=ckpt, progress=False)
+    opt.param_groups[0]["lr"] = 3e38
+    x = x * 1e4  # a large gradient: the step overflows the weights; the loss before it is finite
+    torch.save({**torch.load(ckpt, weights_only=False), "optimizer": opt.state_dict()}, ckpt)
+    with pytest.raises(FloatingPointError, match=f"not finite.*last good state is {ckpt}"):
+        fit(model, opt, loss_fn, lambda e: [(x, y)], num_epochs=3, checkpoint=ckpt, progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_first_epoch_failure_names_no_missing_file(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=3e38)
+    x, y = 1e4 * torch.randn(16, 4), torch.randn(16, 1)  # the first step overflows the weights
+    with pytest.raises(FloatingPointError, match="no checkpoint was written"):
+        fit(model, opt, lambda b: ((model(b[0]) - b[1]) ** 2).mean(), lambda e: [(x, y)], num_epochs=2,
+            checkpoint=tmp_path / "c.pt", progress=False)
+    assert not (tmp_path / "c.pt").exists()

@@ -8,7 +8,7 @@ Every file's sha256 is checked wherever it came from. A file that is present but
 is tried, so a corrupt copy is never kept.
 
 The whole set lives in memory as tensors on the training device (60k x 28 x 28 floats is 188 MB);
-augmentation (random crop with 4 pixels of zero padding) runs on 64 batches at a time on that
+augmentation (random crop of the zero-padded image, 4 pixels by default) runs on 64 batches at a time on that
 device, so a training step never waits on a data loader (benchmarks/mnist.py measures the share).
 """
 from __future__ import annotations
@@ -206,7 +206,7 @@ def random_crop(x: Tensor, padding: int = 4, generator: torch.Generator | None =
 
 
 def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, images_per_epoch: int | None = None,
-            augment: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+            augment: bool = True, padding: int = 4) -> Iterator[tuple[Tensor, Tensor]]:
     """Training batches of epoch `epoch`, reproducible from (seed, epoch) alone, so a resumed run
     sees the same batches.
 
@@ -231,7 +231,7 @@ def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, ima
         idx = order[start:min(start + chunk, per_epoch)]
         xs, ys = x[idx], y[idx]
         if augment:
-            xs = random_crop(xs, 4, gen)
+            xs = random_crop(xs, padding, gen)
         for i in range(0, len(idx) - batch_size + 1, batch_size):
             yield xs[i:i + batch_size], ys[i:i + batch_size]
 

@@ -111,7 +111,7 @@ MLE_PROFILES: dict[str, MLEConfig] = {
     # CNF step costs about 0.3 s on one core at 200 evaluations, so 5,000, and the cheaper NF 10,000.
     "full": MLEConfig(cnf_iterations=5_000),
 }
-PROFILES = {p: (DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in profiles.PROFILES}
+PROFILES = {p: (DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in DENSITY_PROFILES}
 
 
 # ----------------------------------------------------------------------------------- Theorem 1

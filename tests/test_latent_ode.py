@@ -218,3 +218,36 @@ def test_regular_sampling_is_evenly_spaced_and_shared():
     assert not (irregular == irregular[0]).all()              # the paper's times differ per spiral
     with pytest.raises(ValueError, match="sampling"):
         spirals.observation_indices(5, 100, 30, sampling="random")
+
+
+def test_rnn_free_run_at_its_training_gap():
+    """step=None is the naive free run one grid step at a time; a larger step keeps the window identical
+    and changes only predictions after the last observation."""
+    from odecore.models.latent_ode import RNNBaseline
+
+    torch.manual_seed(0)
+    net = RNNBaseline(2, 25)
+    t = torch.linspace(0, 8.04, 200)
+    idx = torch.sort(torch.stack([torch.randperm(100)[:30] for _ in range(4)]), 1).values
+    x, t_obs = torch.randn(4, 30, 2), t[idx]
+    naive, fair = net.predict(x, t_obs, t), net.predict(x, t_obs, t, step=4 / 30)
+    last = int(idx[:, -1].min())
+    assert torch.equal(naive[:, :last + 1], fair[:, :last + 1])
+    assert not torch.allclose(naive[:, 100:], fair[:, 100:])
+    # with the step equal to the grid step, each grid time is one cell step after the previous prediction
+    h = net.states(x, t_obs)[0][:, -1]
+    first = net.out(net.cell(torch.cat([x[:, -1], (t[idx[:, -1] + 1] - t_obs[:, -1])[:, None]], -1), h))
+    assert torch.allclose(naive[torch.arange(4), idx[:, -1] + 1], first, atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        net.predict(x, t_obs, t, step=0.0)
+
+
+def test_covered_design_widens_only_the_training_starts():
+    import math
+
+    one = spirals.make_spirals(n_spirals=40, n_test=10, seed=3)
+    wide = spirals.make_spirals(n_spirals=40, n_test=10, seed=3, train_theta0_range=(math.pi, 5 * math.pi))
+    assert torch.equal(one.theta0[one.test], wide.theta0[wide.test]) and torch.equal(one.test, wide.test)
+    assert wide.theta0[wide.train].max() > 3 * math.pi and one.theta0.max() <= 3 * math.pi
+    with pytest.raises(ValueError, match="start-angle range"):
+        spirals.make_spirals(n_spirals=40, n_test=10, train_theta0_range=(3.0, 1.0))

@@ -1,6 +1,7 @@
 """The latent ODE experiment in its smoke profile: every line of training and evaluation runs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,17 +21,23 @@ def dirs(tmp_path, monkeypatch):
 
 
 def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
-    rec, pois, samp = exp.run("smoke", progress=False)
+    rec, pois, samp, cover = exp.run("smoke", progress=False)
     cfg = exp.PROFILES["smoke"]
     assert {r["sampling"] for r in samp["metrics"]["runs"]} == {"irregular", "regular"}
     irregular = {(r["model"], r["n"]): r["rmse"] for r in samp["metrics"]["runs"] if r["sampling"] == "irregular"}
     shared = {(r["model"], r["n"]): r["rmse"] for r in rec["metrics"]["runs"] if (r["model"], r["n"]) in irregular}
     assert irregular == shared                                   # the Table 2 sub-runs, not trained again
-    assert exp.scoreboard(samp) == []
+    assert exp.scoreboard(samp) == [] and exp.scoreboard(cover) == []
+    (first,) = cover["metrics"]["runs"]                          # the first design's committed n = 30 model
+    assert len(first["per_spiral_beyond"]) == len(first["theta0"]) == exp.COVERAGE_PROFILES["smoke"].n_eval
+    assert first["coverage"]["covered"] < 0.9                    # that design left extrapolations uncovered
+    assert rec["metrics"]["coverage"]["30"]["covered"] == 1.0    # this one covers every one
     assert rec["experiment"] == "latent_ode" and rec["profile"] == "smoke"
     runs = rec["metrics"]["runs"]
     assert len(runs) == len(cfg.seeds) * len(cfg.obs_counts) * 2
     for r in runs:
+        assert len(r["per_spiral_beyond"]) == cfg.n_test
+        assert (r["model"] == "rnn") == ("rmse_naive" in r)
         assert r["rmse"] > 0 and r["iterations"] == cfg.num_epochs * -(-(cfg.n_spirals - cfg.n_test) // cfg.batch_size)
         assert exp.checkpoint_path("smoke", r["model"], r["n"], r["seed"]).exists()
     t2 = rec["metrics"]["table2"]
@@ -88,12 +95,31 @@ def test_events_are_seeded_and_inside_the_window():
 
 
 def test_rmse_protocol():
-    truth = torch.zeros(2, 150, 2)
+    truth = torch.zeros(3, 200, 2)
     pred = truth.clone()
     pred[:, 100:] = 1.0          # wrong only beyond the window
+    pred[0, 100:] = 3.0          # and one spiral worse
     out = exp.rmse_split(pred, truth, 100)
-    assert out["rmse_window"] == 0 and out["rmse_extrap"] == 1
-    assert out["rmse"] == pytest.approx((50 / 100) ** 0.5)
+    assert out["rmse_window"] == 0
+    assert out["rmse"] == pytest.approx(((9 + 1 + 1) / 3) ** 0.5)            # pooled over spirals, times, coordinates
+    assert out["rmse_beyond_median"] == 1 and out["per_spiral_beyond"] == [3, 1, 1]
+    assert out["rmse_straddle"] == pytest.approx(((9 + 1 + 1) / 3 / 2) ** 0.5)  # half of t_50..t_149 is beyond
+
+
+def test_full_profile_covers_the_horizon_at_the_papers_settings():
+    """Every test extrapolation lies inside the angles the training observations cover, at every n."""
+    from odecore.datasets import spirals
+
+    cfg = exp.PROFILES["full"]
+    assert cfg.n_extrap == 100 and len(cfg.seeds) >= 3 and cfg.design == "covered"
+    d = exp.data(cfg)
+    for n in cfg.obs_counts:
+        c = spirals.coverage(d, spirals.observe(d, n, cfg.data_seed)[2])
+        assert c["covered"] == 1.0 and c["test_max"] <= c["train_max"] and c["edge"] >= float(d.theta0[d.test].max())
+    first = exp.data(dataclasses.replace(cfg, design="uniform"))
+    c = spirals.coverage(first, spirals.observe(first, 30, cfg.data_seed)[2])
+    assert c["covered"] < 0.8                                    # the first design did not
+    assert torch.equal(first.theta0[first.test], d.theta0[d.test])  # same test spirals, only training widened
 
 
 def test_results_label_names_profile(dirs):

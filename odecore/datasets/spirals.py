@@ -9,11 +9,17 @@ drawn without replacement) and leaves the rest open. The choices made here, each
   x(t) = r(t) * (cos(s * theta(t)), sin(s * theta(t))) with s = +1 (counter-clockwise) or -1
   (clockwise). Both directions share the radius law and the centre, so the direction can only be
   inferred from how the points move, not from where they are; b = 0.3 as in the authors' example.
-- Start: theta0 ~ U[pi, 3 pi] per spiral, so no two spirals start at the same point and every
-  spiral is at least half a turn away from the ill-defined centre (radius >= 0.94).
+- Start: a test spiral starts at theta0 ~ U[pi, 3 pi], so no two spirals start at the same point
+  and every spiral is at least half a turn away from the ill-defined centre (radius >= 0.94).
+  A training spiral starts at theta0 ~ U[pi, 3 pi + H + margin], H the extrapolation span: a
+  latent ODE extrapolates the dynamics it was trained on, so every angle a test extrapolation
+  reaches must lie inside the angles the training observations cover (`coverage` measures it).
+  With one range for both (the first design here), no training window went past 3 pi + 4, and
+  test spirals starting beyond 3 pi + 4 - H were asked about radii no training spiral reached.
 - Times: the observation window is t in [0, 4] at 100 equally spaced times (0.64 of a turn); the
-  same spacing continues for 50 more times over (4, 6.02], the extrapolation window, where the
-  noise-free spiral is kept for evaluation only.
+  same spacing continues beyond it for the extrapolation window (100 more times over (4, 8.04] in
+  the chapter, the paper's "100 time points extending beyond"), where the noise-free spiral is kept
+  for evaluation only.
 - Noise: i.i.d. Gaussian, std 0.1 per coordinate (the default of the authors' example), small
   against the radius (0.94 to 5.2) but large enough that reconstruction has to denoise.
 - Observations: for each n, each spiral gets its own n of the 100 window times, drawn without
@@ -74,8 +80,13 @@ def spiral(theta0: np.ndarray, direction: np.ndarray, t: np.ndarray, b: float = 
 
 def make_spirals(n_spirals: int = 1000, n_times: int = 100, *, n_extrap: int = 50, t_max: float = 4.0,
                  noise_std: float = 0.1, b: float = 0.3, theta0_range: tuple[float, float] = (math.pi, 3 * math.pi),
-                 n_test: int = 200, seed: int = 0) -> SpiralData:
+                 train_theta0_range: tuple[float, float] | None = None, n_test: int = 200,
+                 seed: int = 0) -> SpiralData:
     """Generate the spirals data set; equal seeds give identical data.
+
+    Test spirals start at theta0 ~ U(theta0_range); training spirals at U(train_theta0_range), or the
+    same range when it is None (one distribution). The random draws do not depend on the ranges, so
+    two designs with one seed share directions, noise, split and each spiral's quantile of its range.
 
     Raises:
         ValueError: an odd number of spirals (half must turn each way), a test set that leaves no
@@ -88,22 +99,48 @@ def make_spirals(n_spirals: int = 1000, n_times: int = 100, *, n_extrap: int = 5
     if n_times < 2 or n_extrap < 0 or t_max <= 0 or noise_std < 0:
         raise ValueError(f"need n_times >= 2, n_extrap >= 0, t_max > 0, noise_std >= 0; "
                          f"got {n_times}, {n_extrap}, {t_max}, {noise_std}")
+    for lo, hi in filter(None, (theta0_range, train_theta0_range)):
+        if not 0 < lo <= hi:
+            raise ValueError(f"a start-angle range must satisfy 0 < low <= high, got ({lo}, {hi})")
     rng = np.random.default_rng(seed)
     step = t_max / (n_times - 1)
     t = step * np.arange(n_times + n_extrap)
     direction = np.repeat([1.0, -1.0], n_spirals // 2)
-    theta0 = rng.uniform(*theta0_range, size=n_spirals)
-    truth = spiral(theta0, direction, t, b)
-    noisy = truth[:, :n_times] + noise_std * rng.standard_normal((n_spirals, n_times, 2))
+    u = rng.random(n_spirals)                                   # each spiral's quantile of its start range
+    noise = noise_std * rng.standard_normal((n_spirals, n_times, 2))
     # a split with half of each direction on both sides
     ccw, cw = rng.permutation(n_spirals // 2), n_spirals // 2 + rng.permutation(n_spirals // 2)
     half = n_test // 2
     test = np.sort(np.concatenate([ccw[:half], cw[:half]]))
     train = np.sort(np.concatenate([ccw[half:], cw[half:]]))
+    lo, hi = np.full(n_spirals, theta0_range[0]), np.full(n_spirals, theta0_range[1])
+    if train_theta0_range is not None:
+        lo[train], hi[train] = train_theta0_range
+    theta0 = lo + (hi - lo) * u
+    truth = spiral(theta0, direction, t, b)
+    noisy = truth[:, :n_times] + noise
     f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     return SpiralData(t=f32(t), truth=f32(truth), noisy=f32(noisy), direction=f32(direction),
                       theta0=f32(theta0), train=torch.as_tensor(train), test=torch.as_tensor(test),
                       noise_std=float(noise_std))
+
+
+def coverage(data: SpiralData, idx: Tensor) -> dict[str, float]:
+    """How much of what the test asks the training observations cover, in spiral angle theta.
+
+    A point's angle is theta0 + t (its radius is b times it). The training observations (indices
+    `idx`, (N, n), of the window times) cover angles up to `train_max`; a test spiral's extrapolation
+    reaches theta0 + t[-1]. Returns the covered range, the farthest test angle, the fraction of test
+    extrapolation points at or below `train_max`, and `edge`, the largest test start angle whose
+    whole extrapolation is covered.
+    """
+    theta_obs = data.theta0[data.train, None] + data.t[idx[data.train]]
+    beyond = data.theta0[data.test, None] + data.t[None, data.n_times:]
+    train_max = float(theta_obs.max())
+    return {"train_min": float(theta_obs.min()), "train_max": train_max,
+            "test_max": float(beyond.max()) if beyond.numel() else float("nan"),
+            "covered": float((beyond <= train_max).float().mean()) if beyond.numel() else 1.0,
+            "edge": train_max - float(data.t[-1])}
 
 
 SAMPLINGS: tuple[str, ...] = ("irregular", "regular")

@@ -23,6 +23,7 @@ MODULES: dict[str, str] = {
     "latent_ode": "odecore.experiments.latent_ode",
     "latent_ode_poisson": "odecore.experiments.latent_ode",
     "latent_ode_sampling": "odecore.experiments.latent_ode",
+    "latent_ode_coverage": "odecore.experiments.latent_ode",
 }
 
 

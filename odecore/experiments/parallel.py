@@ -57,6 +57,13 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
                     out.append(Task(0 if seed == cfg.seeds[0] else 2, -iters * LATENT_S_PER_ITER[model],
                                     f"latent_ode {model} n={n} seed={seed}", latent_ode.train_one,
                                     (profile, cfg, model, n, seed), {"progress": False}))
+        scfg = latent_ode.SAMPLING_PROFILES.get(profile)
+        for seed in scfg.seeds if scfg else ():   # the evenly spaced runs of the sampling comparison
+            for n in scfg.obs_counts:
+                for model in latent_ode.MODELS:
+                    out.append(Task(3, -iters * LATENT_S_PER_ITER[model], f"latent_ode {model} n={n} seed={seed} regular",
+                                    latent_ode.train_one, (profile, scfg, model, n, seed),
+                                    {"progress": False, "sampling": "regular"}))
     for experiment, specs in (("cnf_density", cnf.density_specs(cnf.DENSITY_PROFILES[profile])),
                               ("cnf_mle", cnf.mle_specs(cnf.MLE_PROFILES[profile]))):
         if experiment not in only:

@@ -13,7 +13,8 @@ is solved from t_N back to t_0 with dynamics
     da_theta/dt = -a^T df/dtheta
     da_t/dt = -a^T df/dt
 
-starting from [z(t_N), dL/dz(t_N), 0, -dL/dt_N]. With several output times the solve is broken
+starting from [z(t_N), dL/dz(t_N), 0, -dL/dt_N]. Every part of the augmented state stays in z's
+dtype (a float32 state with float64 times is solved in float32, as torchdiffeq's adjoint does). With several output times the solve is broken
 at each t_i, where dL/dz(t_i) is added to a (Algorithm 1) and the direct time gradient
 dL/dt_i = dL/dz(t_i)^T f(z(t_i), t_i) is recorded and subtracted from a_t (Algorithm 2,
 Appendix B). At t_0: dL/dz0 = a(t_0), dL/dtheta = a_theta(t_0), dL/dt_0 = a_t(t_0).
@@ -23,8 +24,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
+from torchdiffeq._impl.odeint import SOLVERS
 
-from odecore.solve import validate
+from odecore.solve import FirstCallCheck, run_torchdiffeq, validate
 
 
 def _vjp(func: nn.Module, t: Tensor, z: Tensor, a: Tensor, params: tuple[Tensor, ...]):
@@ -43,7 +45,7 @@ def augmented_dynamics(func: nn.Module, params: tuple[Tensor, ...]):
 
     def augmented(s: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         f, da, dt, dtheta = _vjp(func, s, state[0], state[1], params)
-        return (f, da, *dtheta, dt.reshape(1))
+        return (f, da, *dtheta, dt.reshape(1).to(state[-1].dtype))   # dt is in t's dtype
 
     return augmented
 
@@ -53,7 +55,8 @@ class _Algorithm1(torch.autograd.Function):
     def forward(ctx, func: nn.Module, rtol: float, atol: float, method: str, options: dict | None,
                 z0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            z = odeint(func, z0, t, rtol=rtol, atol=atol, method=method, options=options)
+            z = run_torchdiffeq(odeint, method, FirstCallCheck(func, z0), z0, t, rtol=rtol, atol=atol,
+                                options=options)
         ctx.func, ctx.rtol, ctx.atol, ctx.method, ctx.options = func, rtol, atol, method, options
         ctx.save_for_backward(t, z, *params)
         return z
@@ -69,12 +72,12 @@ class _Algorithm1(torch.autograd.Function):
         grad_t = torch.zeros_like(t)
         with torch.no_grad():
             grad_t[-1] = (a * func(t[-1], z[-1])).sum()
-        a_t = -grad_t[-1].reshape(1)
+        a_t = -grad_t[-1].reshape(1).to(z.dtype)        # in z's dtype, not t's: see the module docstring
         for i in range(n - 1, 0, -1):
             state = (z[i], a, *a_theta, a_t)
             with torch.no_grad():
-                sol = odeint(augmented, state, torch.stack([t[i], t[i - 1]]), rtol=ctx.rtol,
-                             atol=ctx.atol, method=ctx.method, options=ctx.options)
+                sol = run_torchdiffeq(odeint, ctx.method, augmented, state, torch.stack([t[i], t[i - 1]]),
+                                      rtol=ctx.rtol, atol=ctx.atol, options=ctx.options)
             a = sol[1][-1] + grad_z[i - 1]               # Algorithm 1: add dL/dz(t_{i-1})
             a_theta = [s[-1] for s in sol[2:2 + len(params)]]
             a_t = sol[-1][-1]
@@ -99,11 +102,17 @@ def adjoint_odeint(func: nn.Module, z0: Tensor, t: Tensor, *, rtol: float = 1e-7
 
     Returns:
         (T, batch, dim) solution; memory held for backward is the T outputs only.
+
+    Raises:
+        ValueError: bad input (see odecore.solve.validate), or a method torchdiffeq does not have.
+        SolverError: a forward or backward solve failed (step size underflow, NaN dynamics).
     """
     if not isinstance(func, nn.Module):
         raise ValueError("adjoint_odeint needs func to be an nn.Module, so its parameters are known")
     if not isinstance(z0, Tensor):
         raise ValueError("adjoint_odeint takes a single tensor z0; use odesolve(adjoint=True) for tuples")
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
+    if method not in SOLVERS:
+        raise ValueError(f"adjoint_odeint solves with torchdiffeq, which has no {method!r}; use method='dopri5'")
     params = tuple(p for p in func.parameters() if p.requires_grad)
     return _Algorithm1.apply(func, rtol, atol, method, options, z0, t, *params)

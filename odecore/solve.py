@@ -13,16 +13,24 @@ is per-operation overhead and not arithmetic; benchmarks/cnf.py measures it on a
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver
 
 LEAN_DOPRI5 = "lean_dopri5"
 METHODS: tuple[str, ...] = tuple(sorted((*SOLVERS, LEAN_DOPRI5)))
+ADAPTIVE: frozenset[str] = frozenset(m for m, cls in SOLVERS.items() if issubclass(cls, AdaptiveStepsizeODESolver))
 State = Tensor | tuple[Tensor, ...]
+
+
+class SolverError(RuntimeError):
+    """A solve that cannot finish: its step limit, a step size that underflows or is NaN, or dynamics
+    that are not finite. Training code catches this (a diverging run) and nothing broader."""
 
 
 class CountNFE(nn.Module):
@@ -58,6 +66,8 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {tol!r}")
+    if rtol == 0 and atol == 0:   # the error test could never pass: every step would be rejected
+        raise ValueError("rtol and atol cannot both be 0")
     if not isinstance(t, Tensor) or t.dim() != 1 or t.numel() < 2:
         shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
         raise ValueError(f"t must be a 1-D tensor of at least 2 times, got {shape}")
@@ -73,61 +83,116 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
             raise ValueError(f"z0{'' if isinstance(z0, Tensor) else f'[{i}]'} contains non-finite values")
         if not leaf.is_floating_point():
             raise ValueError(f"z0 must be floating point, got {leaf.dtype}")
+        if leaf.numel() == 0:    # the error norm of an empty state is NaN
+            raise ValueError(f"z0 is empty (shape {tuple(leaf.shape)}): there is nothing to solve")
     if isinstance(func, nn.Module):
-        for name, p in func.named_parameters():
-            if not torch.isfinite(p).all():
-                raise ValueError(f"parameter {name!r} of the dynamics contains non-finite values")
+        tensors = (*func.named_parameters(), *func.named_buffers())
+        for name, p in tensors:
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                kind = "parameter" if isinstance(p, nn.Parameter) else "buffer"
+                raise ValueError(f"{kind} {name!r} of the dynamics contains non-finite values")
 
 
-def _check_shapes(func: Callable, z0: State, t: Tensor) -> None:
-    """Evaluate f once at (t0, z0) and compare shapes, so a mismatch is named, not a broadcast bug."""
-    with torch.no_grad():
-        f0 = func(t[0], z0)
-    if len(_leaves(z0)) != len(_leaves(f0)):
-        raise ValueError(f"dynamics returned {len(_leaves(f0))} tensors for a state of {len(_leaves(z0))}")
-    for i, (z, f) in enumerate(zip(_leaves(z0), _leaves(f0))):
+def check_first_output(f0: State, z0: State, t0: float) -> None:
+    """Compare the first evaluation f(t0, z0) with z0, so that a wrong shape is named instead of
+    broadcast or flattened into a wrong answer, and NaN dynamics are named instead of reported as
+    a step size underflow. One comparison per solve, on an evaluation the solver makes anyway."""
+    z_leaves = _leaves(z0)
+    f_leaves = f0 if isinstance(f0, tuple) else (f0,)
+    if len(f_leaves) != len(z_leaves) or not all(isinstance(f, Tensor) for f in f_leaves):
+        got = type(f0).__name__ if not isinstance(f0, tuple) else f"a tuple of {len(f0)}"
+        raise ValueError(f"dynamics returned {got} for a state of {len(z_leaves)} tensor(s)")
+    for i, (z, f) in enumerate(zip(z_leaves, f_leaves)):
         if z.shape != f.shape:
             raise ValueError(f"dynamics returned shape {tuple(f.shape)} for state {i} of shape {tuple(z.shape)}")
+    if not all(torch.isfinite(f).all() for f in f_leaves):
+        raise SolverError(f"dynamics returned non-finite values (NaN or inf) at t0 = {t0}")
+
+
+class FirstCallCheck:
+    """func(t, z) whose first output goes through `check_first_output`; later calls pass straight on."""
+
+    def __init__(self, func: Callable[[Tensor, State], State], z0: State):
+        self.func, self.z0 = func, z0
+
+    def __call__(self, t: Tensor, z: State) -> State:
+        out = self.func(t, z)
+        if self.z0 is not None:
+            z0, self.z0 = self.z0, None
+            check_first_output(out, z0, float(t.detach()))
+        return out
+
+
+# torchdiffeq's failures are assertions; these say what each usually means.
+_HINTS = {"max_num_steps": "the dynamics are diverging or stiff; lower the learning rate or loosen rtol/atol",
+          "underflow": "the step size shrank to nothing: the dynamics returned NaN or inf during the solve, "
+                       "or they are too stiff for an explicit method"}
+
+
+def run_torchdiffeq(solve: Callable[..., State], method: str, *args, **kwargs) -> State:
+    """Call one of torchdiffeq's solvers; its assertion failures become SolverErrors that say why."""
+    try:
+        return solve(*args, method=method, **kwargs)
+    except AssertionError as err:
+        hint = next((h for key, h in _HINTS.items() if key in str(err)), "")
+        raise SolverError(f"{method}: {err}" + (f" ({hint})" if hint else "")) from err
 
 
 def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rtol: float = 1e-7,
              atol: float = 1e-9, method: str = "dopri5", options: dict | None = None,
              adjoint: bool = False, adjoint_options: dict | None = None,
-             check_shapes: bool = False) -> State:
+             max_steps: int | None = None) -> State:
     """Solve dz/dt = func(t, z) from z(t[0]) = z0 and return z at every time in t.
+
+    The first evaluation of every solve is checked against z0 (shape, type, finite values).
 
     Args:
         func: dynamics; an nn.Module when `adjoint=True` (its parameters get gradients).
         z0: (batch, *dims) initial state, or a tuple of such tensors.
-        t: (T,) strictly monotone times; t[0] is the initial time.
+        t: (T,) strictly monotone times, at least two; t[0] is the initial time.
         adjoint: take gradients with torchdiffeq's adjoint (O(1) memory in the number of steps)
             instead of backpropagating through the solver's operations.
         adjoint_options: e.g. {"norm": "seminorm"} (Kidger et al. 2021) for the backward solve.
-        check_shapes: spend one extra evaluation to check f's output shape against z0.
+        max_steps: stop an adaptive solve after this many steps with a SolverError instead of
+            letting a diverging model run for ever (training sets it; fixed-step methods ignore it).
 
     Returns:
         (T, batch, *dims) solution, or a tuple of those for a tuple state.
 
     Raises:
-        ValueError: times not strictly monotone, non-finite z0 or parameters, an unknown method,
-            a negative tolerance, or (with check_shapes) dynamics of the wrong shape.
+        ValueError: times not strictly monotone or fewer than two, non-finite or empty z0,
+            non-finite parameters or buffers, an unknown method or option, tolerances that are
+            negative or both 0, or dynamics that return the wrong shape.
+        SolverError: the step limit was reached, the step size underflowed, or the dynamics
+            returned NaN or inf at t0.
     """
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
-    if check_shapes:
-        _check_shapes(func, z0, t)
     if method == LEAN_DOPRI5:
         if adjoint:
             raise ValueError("lean_dopri5 backpropagates through its steps; for the adjoint use method='dopri5'")
-        unknown = set(options or {}) - {"first_step", "max_steps"}
+        options = {**(options or {}), **({"max_steps": max_steps} if max_steps is not None else {})}
+        unknown = set(options) - {"first_step", "max_steps"}
         if unknown:
             raise ValueError(f"lean_dopri5 takes the options first_step and max_steps, not {sorted(unknown)}")
-        return lean_dopri5(func, z0, t, rtol=rtol, atol=atol, **(options or {}))
+        first = options.get("first_step")
+        if first is not None and not (math.isfinite(first) and first > 0):
+            raise ValueError(f"first_step must be a finite number > 0, got {first!r}")
+        if t.requires_grad:
+            warnings.warn("lean_dopri5 gives no gradient for t (it reads the times as numbers); "
+                          "use method='dopri5' for dL/dt", stacklevel=2)
+        return lean_dopri5(func, z0, t, rtol=rtol, atol=atol, **options)
+    if max_steps is not None and method in ADAPTIVE:
+        options = {**(options or {}), "max_num_steps": max_steps}
+    checked = FirstCallCheck(func, z0)
     if adjoint:
         if not isinstance(func, nn.Module):
             raise ValueError("adjoint=True needs func to be an nn.Module, so its parameters are known")
-        return odeint_adjoint(func, z0, t, rtol=rtol, atol=atol, method=method, options=options,
-                              adjoint_options=adjoint_options)
-    return odeint(func, z0, t, rtol=rtol, atol=atol, method=method, options=options)
+        norm = (adjoint_options or {}).get("norm")
+        if norm is not None and norm != "seminorm" and not callable(norm):
+            raise ValueError(f"adjoint_options norm must be 'seminorm' or a function, got {norm!r}")
+        return run_torchdiffeq(odeint_adjoint, method, checked, z0, t, rtol=rtol, atol=atol, options=options,
+                            adjoint_options=adjoint_options, adjoint_params=tuple(func.parameters()))
+    return run_torchdiffeq(odeint, method, checked, z0, t, rtol=rtol, atol=atol, options=options)
 
 
 # ----------------------------------------------------------------------------------- lean dopri5
@@ -155,8 +220,8 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
     times t are read as numbers, so unlike torchdiffeq's solvers it gives no gradient for t.
 
     Returns what `odesolve` does: (T, *z0.shape), or a tuple of those for a tuple state.
-    Raises RuntimeError when the step size underflows or max_steps is exceeded (a stiff or
-    diverging problem), instead of looping for ever.
+    Raises SolverError when the dynamics are not finite at t0, the step size is NaN or underflows,
+    or max_steps is exceeded (a stiff or diverging problem), instead of looping for ever.
     """
     leaves = _leaves(z0)
     shapes, sizes = [x.shape for x in leaves], [x.numel() for x in leaves]
@@ -166,9 +231,11 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
         parts = tuple(p.view(s) for p, s in zip(y.split(sizes), shapes))
         return parts if tuple_state else parts[0]
 
-    def f(ti: float, y: Tensor) -> Tensor:
-        out = func(torch.tensor(ti, dtype=y.dtype, device=y.device), unflat(y))
+    def flat(out: State) -> Tensor:
         return torch.cat([o.reshape(-1) for o in out]) if tuple_state else out.reshape(-1)
+
+    def f(ti: float, y: Tensor) -> Tensor:
+        return flat(func(torch.tensor(ti, dtype=y.dtype, device=y.device), unflat(y)))
 
     def norm(x: Tensor) -> float:
         return max(p.pow(2).mean().sqrt().item() for p in x.split(sizes))
@@ -178,7 +245,10 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
     a_rows = [torch.tensor(a, dtype=y.dtype, device=y.device) for a in _A]
     e_row = torch.tensor(_E, dtype=y.dtype, device=y.device)
     direction = 1.0 if times[-1] > times[0] else -1.0
-    k1 = f(times[0], y)
+    span = abs(times[-1] - times[0])
+    f0 = func(torch.tensor(times[0], dtype=y.dtype, device=y.device), unflat(y))
+    check_first_output(f0, z0, times[0])
+    k1 = flat(f0)
     if first_step is None:                       # Hairer, Norsett and Wanner, II.4
         with torch.no_grad():
             scale = atol + rtol * y.abs()
@@ -190,15 +260,21 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
             h = min(100 * h0, h1)
     else:
         h = abs(float(first_step))
-    out, now, steps = [y], times[0], 0
+    if not h > 0:                                # NaN or 0: no step could ever be accepted
+        raise SolverError(f"lean_dopri5: initial step size is {h} (check rtol, atol, first_step, and that the dynamics are finite near t0)")
+    out, now, steps, ratio = [y], times[0], 0, 0.0
     for target in times[1:]:
         while (target - now) * direction > 0:
             steps += 1
             if steps > max_steps:
-                raise RuntimeError(f"lean_dopri5 took more than {max_steps} steps before t = {target}")
+                raise SolverError(f"lean_dopri5 took more than {max_steps} steps before t = {target} "
+                                  "(the dynamics are diverging or stiff)")
+            # h, not the step clipped to land on `target`: a short gap between output times is no underflow
+            if h <= 1e-12 * span or now + direction * h == now:
+                cause = ("the dynamics returned NaN or inf at every step size tried" if not math.isfinite(ratio)
+                         else "the problem is too stiff for an explicit method")
+                raise SolverError(f"lean_dopri5 step size underflowed at t = {now}: {cause}")
             dt = direction * min(h, abs(target - now))
-            if abs(dt) <= 1e-12 * max(1.0, abs(now)):
-                raise RuntimeError(f"lean_dopri5 step size underflowed at t = {now}")
             ks = [k1]
             for i in range(1, 7):
                 stage = torch.addmv(y, torch.stack(ks, -1), a_rows[i], alpha=dt)

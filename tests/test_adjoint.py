@@ -5,6 +5,7 @@ import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from odecore.adjoint import adjoint_odeint
+from odecore.solve import SolverError
 from odecore.experiments.adjoint import (PROFILES, LinearDynamics, MLPDynamics, check_problem,
                                          memory_against_steps, peak_memory)
 
@@ -100,3 +101,48 @@ def test_memory_grows_for_direct_and_not_for_adjoint():
     assert by[("direct", large)] > 2 * by[("direct", small)]
     for method in ("adjoint", "alg1"):
         assert by[(method, large)] == pytest.approx(by[(method, small)], rel=0.1)
+
+
+class LinearZ(torch.nn.Module):
+    """nn.Linear as dynamics (a dtype-strict matmul); records the dtype of every state it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.seen = set()
+
+    def forward(self, t, z):
+        self.seen.add(z.dtype)
+        return self.lin(z)
+
+
+def test_float32_state_with_float64_times():
+    """torchdiffeq's own test problems: a float32 z0 and float64 t; the backward pass stays in float32."""
+    torch.manual_seed(0)
+    func = LinearZ()
+    z0 = torch.randn(3, 2, requires_grad=True)
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    ours = grads(lambda f, z, s: adjoint_odeint(f, z, s, rtol=1e-6, atol=1e-6), func, z0, t, torch.ones(3, 3, 2))
+    assert func.seen == {torch.float32}
+    theirs = grads(lambda f, z, s: odeint_adjoint(f, z, s, rtol=1e-6, atol=1e-6), func, z0, t, torch.ones(3, 3, 2))
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_unclear_failures_are_named():
+    z0, t = torch.ones(1, 2), torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="torchdiffeq, which has no 'lean_dopri5'"):
+        adjoint_odeint(MLPDynamics(2, 4), z0, t, method="lean_dopri5")
+
+    class NaNBackward(torch.nn.Module):    # finite forwards; NaN once the backward solve asks for gradients
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, t, z):
+            return -self.k * z * (float("nan") if torch.is_grad_enabled() else 1.0)
+
+    z = adjoint_odeint(NaNBackward(), z0, t)
+    with pytest.raises(SolverError, match="underflow in dt.*NaN or inf"):
+        z.sum().backward()

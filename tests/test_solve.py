@@ -5,7 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from torchdiffeq import odeint
+
 from odecore import CountNFE, odesolve
+from odecore.solve import SolverError, lean_dopri5
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -156,9 +159,96 @@ def test_non_finite_parameter_is_named():
         odesolve(func, torch.ones(1, 1), torch.tensor([0.0, 1.0]))
 
 
-def test_shape_mismatch_is_named():
-    with pytest.raises(ValueError, match=r"dynamics returned shape \(1, 2\)"):
-        odesolve(lambda t, z: torch.cat([z, z], 1), torch.ones(1, 1), torch.tensor([0.0, 1.0]), check_shapes=True)
+@pytest.mark.parametrize("method", ["dopri5", "lean_dopri5", "rk4"])
+@pytest.mark.parametrize("func,message", [
+    (lambda t, z: -z.reshape(2, 3), r"shape \(2, 3\) for state 0 of shape \(3, 2\)"),   # lean_dopri5 flattened it
+    (lambda t, z: -z[:, :1], r"shape \(3, 1\) for state 0 of shape \(3, 2\)"),          # rk4 broadcast it
+    (lambda t, z: None, "dynamics returned NoneType"),
+])
+def test_first_evaluation_is_checked(method, func, message):
+    options = {"step_size": 0.1} if method == "rk4" else None
+    with pytest.raises(ValueError, match=message):
+        odesolve(func, torch.ones(3, 2), torch.tensor([0.0, 1.0]), method=method, options=options)
+
+
+def test_first_evaluation_check_costs_no_evaluation():
+    func = CountNFE(Decay())
+    odesolve(func, torch.ones(3, 1), torch.tensor([0.0, 1.0]))
+    ours = func.reset()
+    odeint(func, torch.ones(3, 1), torch.tensor([0.0, 1.0]), rtol=1e-7, atol=1e-9)
+    assert ours == func.reset()
+
+
+# at t = 1e13 a float64 time is resolved to 0.002, which limits any solver (dopri5 is off by 3e-4)
+@pytest.mark.parametrize("t,tol", [([0.0, 1e-13, 1.0], 1e-8), ([1.7e9, 1.7e9 + 1e-3], 1e-8),
+                                   ([1e13, 1e13 + 1.0], 1e-3)])
+def test_lean_dopri5_solves_close_and_large_times(t, tol):
+    """The underflow test looks at the step size, not at a step cut short to land on an output time."""
+    t = torch.tensor(t, dtype=torch.float64)
+    z = odesolve(Decay(1.0).double(), torch.ones(2, 1, dtype=torch.float64), t, rtol=1e-9, atol=1e-9,
+                 method="lean_dopri5")
+    exact = torch.exp(-(t - t[0]))
+    assert (z[:, 0, 0] - exact).abs().max().item() < tol
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"rtol": 0.0, "atol": 0.0}, ValueError, "rtol and atol cannot both be 0"),
+    ({"z0": torch.ones(0, 2)}, ValueError, "z0 is empty"),
+    ({"options": {"first_step": float("nan")}}, ValueError, "first_step must be a finite number > 0"),
+    ({"func": lambda t, z: z * float("nan")}, SolverError, r"non-finite values \(NaN or inf\) at t0 = 0.0"),
+])
+def test_nan_or_zero_step_stops_at_once(kwargs, error, message):
+    args = {"func": CountNFE(Decay()), "z0": torch.ones(1, 2), "t": torch.tensor([0.0, 1.0]), "rtol": 1e-6,
+            "atol": 1e-6, "method": "lean_dopri5", "options": {"max_steps": 100_000}}
+    args.update(kwargs)
+    func = CountNFE(args.pop("func"))
+    with pytest.raises(error, match=message):
+        odesolve(func, args.pop("z0"), args.pop("t"), **args)
+    assert func.nfe <= 1
+
+
+@pytest.mark.parametrize("kwargs", [{"rtol": 0.0, "atol": 0.0}, {"first_step": float("nan")}, {"first_step": 0.0}])
+def test_lean_dopri5_itself_refuses_a_nan_or_zero_step(kwargs):
+    func = CountNFE(Decay())
+    with pytest.raises(SolverError, match="initial step size is (nan|0.0)"):
+        lean_dopri5(func, torch.ones(1, 2), torch.tensor([0.0, 1.0]), **{"rtol": 1e-6, "atol": 1e-6, **kwargs})
+    assert func.nfe <= 2
+
+
+@pytest.mark.parametrize("method,message", [
+    ("lean_dopri5", r"step size underflowed at t = 0\.(49|5).*NaN or inf"),
+    ("dopri5", "underflow in dt.*NaN or inf"),
+])
+def test_nan_during_the_solve_is_named(method, message):
+    func = lambda t, z: -z if t < 0.5 else z * float("nan")  # noqa: E731
+    with pytest.raises(SolverError, match=message):
+        odesolve(func, torch.ones(1, 1), torch.tensor([0.0, 1.0]), method=method)
+
+
+@pytest.mark.parametrize("method,message", [("dopri5", "max_num_steps exceeded.*diverging"),
+                                            ("lean_dopri5", "more than 50 steps.*diverging")])
+def test_step_limit_stops_a_blow_up(method, message):
+    # z' = z^2 from z(0) = 1 blows up at t = 1
+    func = CountNFE(lambda t, z: z * z)
+    with pytest.raises(SolverError, match=message):
+        odesolve(func, torch.ones(1, 1), torch.tensor([0.0, 2.0]), method=method, max_steps=50)
+    assert func.nfe < 7 * 50 + 10
+
+
+def test_unclear_inputs_are_named():
+    class Buffered(Decay):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor(float("nan")))
+
+    z0, t = torch.ones(1, 1), torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="buffer 'scale' of the dynamics contains non-finite"):
+        odesolve(Buffered(), z0, t)
+    with pytest.raises(ValueError, match="adjoint_options norm must be 'seminorm' or a function"):
+        odesolve(Decay(), z0, t, adjoint=True, adjoint_options={"norm": "semi"})
+    with pytest.warns(UserWarning, match="lean_dopri5 gives no gradient for t"):
+        odesolve(Decay(), z0, t.clone().requires_grad_(True), method="lean_dopri5")
+    assert "at least two" in odesolve.__doc__
 
 
 def test_adjoint_needs_module():

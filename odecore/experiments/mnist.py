@@ -567,6 +567,54 @@ def plot_training(record: dict):
     return fig
 
 
+def plot_validation(record: dict):
+    """Validation error per epoch of every model and every seed: the curves model selection reads."""
+    from odecore import plots
+
+    fig, axes = plots.subplots(1, len(models.MODELS), width=2.9, height=2.7, sharey=True)
+    for ax, name in zip(axes, models.MODELS):
+        row = record["metrics"]["table1"][name]
+        for seed, hist in zip(row["seeds"], row["history"]):
+            ax.plot([h["epoch"] for h in hist], [h["val_error"] for h in hist], "-", lw=1.2, alpha=0.8,
+                    color=plots.COLORS[name], label=f"seed {seed}")
+        ax.set(title=NAMES[name], xlabel="epoch", yscale="log")
+    axes[0].set_ylabel("validation error (%)")
+    return fig
+
+
+def threads(record: dict) -> int:
+    """CPU threads a record was trained with, from its device name ("cpu (2 threads)"); 1 on a GPU."""
+    name = record.get("device_name", "")
+    return int(name.split("(")[1].split()[0]) if name.startswith("cpu (") else 1
+
+
+def cost_table(record: dict):
+    """Training cost per model: epochs, seeds, wall hours over all seeds, CPU-hours (wall x threads) and,
+    at this machine's measured rate, the CPU-hours one seed of the paper's 160 epochs would take."""
+    import pandas as pd
+
+    k = threads(record) if record.get("device") != "cuda" else None
+    rows = []
+    for name in models.MODELS:
+        row = record["metrics"]["table1"][name]
+        hours = sum(h["time_s"] for hist in row["history"] for h in hist) / 3600
+        per_epoch = row["time_per_55k_s"] / 3600
+        rows.append({"model": NAMES[name], "epochs": len(row["history"][0]), "seeds": len(row["seeds"]),
+                     "wall hours, all seeds": hours,
+                     "CPU-hours, all seeds": hours * k if k else float("nan"),
+                     "CPU-hours, 160 epochs, one seed": 160 * per_epoch * k if k else float("nan")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def nfe_trend(record: dict) -> dict[str, float]:
+    """The ODE-Net's mean forward NFE in the first and last training epoch (seed 0) and the slope of
+    the per-epoch mean against the epoch (Figure 3 (d): the paper says the NFE grows)."""
+    hist = record["metrics"]["table1"]["odenet"]["history"][0]
+    means = np.array([np.mean(h["nfe_forward_steps"]) for h in hist])
+    slope = float(np.polyfit(np.arange(1, len(means) + 1), means, 1)[0]) if len(means) > 1 else 0.0
+    return {"first": float(means[0]), "last": float(means[-1]), "slope_per_epoch": slope}
+
+
 def plot_figure3(record: dict):
     """Figure 3 (a-d) from the record."""
     from odecore import plots

@@ -8,11 +8,11 @@ and backward NFE of the step, seconds per function evaluation (ODE-Net: step tim
 backward NFE)), and peak memory of one step in a fresh process (CPU: the peak resident set,
 VmHWM, reset through /proc/self/clear_refs before the step; CUDA: torch.cuda.max_memory_allocated).
 
-"odenet (example stem)" is the ODE-Net with the authors' public example's downsampling (conv 3x3,
-then two 4x4 stride-2 convs), i.e. the example's architecture, so its time per evaluation is at
-identical settings to the reference: the example takes about 0.87 s per adjoint step at batch 128
-with about 20 forward and 26 backward evaluations on an untrained net on 2 threads (0.019 s per
-evaluation), and its ResNet about 0.17 s per step. Run with --threads 2 to compare like with like.
+Side by side with the authors (--reference PATH, the authors' examples/odenet_mnist.py from a
+checkout of rtqichen/torchdiffeq): their ODE-Net (adjoint, dopri5, tol 1e-3) and ResNet are built
+from that file's own classes, ours with the same "conv" stem; the ODE-Nets get identical weights
+(so the solver takes the same steps) and the same batch, and the two are timed alternately in one
+process, --rounds times each, so load on the machine hits both alike.
 
 Data handling: one epoch's worth of batches (55,000 images; index, gather, random crop on the
 device) is drawn without training and timed; its share of an epoch is that time over itself plus
@@ -35,7 +35,6 @@ from odecore.datasets import mnist as data  # noqa: E402
 from odecore.experiments.mnist import measure_step_memory  # noqa: E402
 from odecore.models import mnist as models  # noqa: E402
 
-REFERENCE = {"odenet_step_s": 0.87, "odenet_nfe": (20, 26), "resnet_step_s": 0.17, "threads": 2}
 
 
 def sync(dev: torch.device) -> None:
@@ -68,6 +67,95 @@ def time_steps(name: str, dev: torch.device, batch: int, steps: int, downsamplin
             "s_per_nfe": step / (fwd + bwd) if fwd + bwd else None}
 
 
+def load_reference(path: Path):
+    """The authors' example as a module: run with the adjoint at tol 1e-3; torchvision (only its data
+    loaders use it, and it does not install beside this torch) is stubbed."""
+    import importlib.util
+    import types
+
+    for name in ("torchvision", "torchvision.datasets", "torchvision.transforms"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["torchvision"].datasets = sys.modules["torchvision.datasets"]
+    sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+    argv, sys.argv = sys.argv, [str(path), "--adjoint", "True", "--tol", "1e-3", "--downsampling-method", "conv"]
+    try:
+        spec = importlib.util.spec_from_file_location("reference_odenet_mnist", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.argv = argv
+    return module
+
+
+def reference_model(ref, network: str) -> torch.nn.Module:
+    """The example's network as its __main__ builds it (conv downsampling)."""
+    nn = torch.nn
+    stem = [nn.Conv2d(1, 64, 3, 1), ref.norm(64), nn.ReLU(inplace=True), nn.Conv2d(64, 64, 4, 2, 1), ref.norm(64),
+            nn.ReLU(inplace=True), nn.Conv2d(64, 64, 4, 2, 1)]
+    feature = [ref.ODEBlock(ref.ODEfunc(64))] if network == "odenet" else [ref.ResBlock(64, 64) for _ in range(6)]
+    head = [ref.norm(64), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)), ref.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*stem, *feature, *head)
+
+
+def copy_odenet_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """Give the example's ODE-Net our ODE-Net's weights: stem and head in order, the dynamics by name."""
+    func = dict(ours.ode.func.func.named_parameters())
+    rest = [p for n, p in ours.named_parameters() if ".func.func." not in n]
+    their_func = {n.split("odefunc.")[1].replace("_layer.", ""): p for n, p in theirs.named_parameters() if "odefunc." in n}
+    their_rest = [p for n, p in theirs.named_parameters() if "odefunc." not in n]
+    with torch.no_grad():
+        for a, b in zip(rest, their_rest, strict=True):
+            b.copy_(a)
+        for name, p in their_func.items():
+            p.copy_(func[name])
+
+
+def one_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, dev: torch.device) -> float:
+    sync(dev)
+    tick = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sync(dev)
+    return time.perf_counter() - tick
+
+
+def side_by_side(ref_path: Path, dev: torch.device, batch: int, rounds: int) -> None:
+    """Ours against the authors' example, ODE-Net and ResNet, alternating steps at identical settings."""
+    ref = load_reference(ref_path)
+    x = torch.rand(batch, 1, 28, 28, device=dev)
+    y = torch.randint(0, 10, (batch,), device=dev)
+    print(f"\n== side by side with {ref_path} (alternating, {rounds} rounds after one warm-up, median)")
+    print(f"{'network':<10}{'ours s/step':>12}{'theirs s/step':>14}{'theirs / ours':>14}{'NFE ours':>10}{'NFE theirs':>12}")
+    for network in ("odenet", "resnet"):
+        torch.manual_seed(0)
+        ours = models.make(network, downsampling="conv").to(dev)
+        theirs = reference_model(ref, network).to(dev)
+        if network == "odenet":
+            copy_odenet_weights(ours, theirs)
+            with torch.no_grad():  # identical settings: the same function, so the same solver steps
+                assert torch.allclose(ours(x), theirs(x), atol=1e-5), "the weight copy does not match"
+        pair = {"ours": ours, "theirs": theirs}
+        opts = {k: torch.optim.SGD(m.parameters(), lr=0.0, momentum=0.9) for k, m in pair.items()}  # lr 0: same weights every round
+        times = {"ours": [], "theirs": []}
+        nfe = {}
+        for i in range(rounds + 1):
+            for key in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+                took = one_step(pair[key], opts[key], x, y, dev)
+                if i:
+                    times[key].append(took)
+        if network == "odenet":
+            ours.ode.func.nfe = 0
+            theirs[7].nfe = 0
+            one_step(ours, opts["ours"], x, y, dev)
+            one_step(theirs, opts["theirs"], x, y, dev)
+            nfe = {"ours": ours.ode.func.nfe, "theirs": theirs[7].nfe}
+        a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        print(f"{network:<10}{a:>12.3f}{b:>14.3f}{b / a:>14.2f}{nfe.get('ours', '-'):>10}{nfe.get('theirs', '-'):>12}",
+              flush=True)
+
+
 def data_seconds(dev: torch.device, batch: int) -> float:
     """Seconds to draw one epoch of augmented batches (55k images) on `dev`, without training."""
     x = torch.rand(55_000, 1, 28, 28, device=dev)
@@ -87,12 +175,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="the authors' examples/odenet_mnist.py, for the side-by-side run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the side-by-side run")
+    parser.add_argument("--only-reference", action="store_true", help="run only the side-by-side comparison")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, batch {args.batch}")
     cases = [(m, "res") for m in models.MODELS] + [("odenet", "conv"), ("resnet", "conv")]
     for name in args.devices:
+        if args.reference is not None:
+            side_by_side(args.reference, torch.device(name), args.batch, args.rounds)
+        if args.only_reference:
+            continue
         dev = torch.device(name)
         print(f"\n== {name}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
         print(f"{'model':<24}{'s/step':>8}{'img/s':>8}{'fwd NFE':>9}{'bwd NFE':>9}{'s/NFE':>8}{'peak MB':>9}")
@@ -107,10 +203,6 @@ def main() -> None:
             per = f"{out['s_per_nfe']:.4f}" if out["s_per_nfe"] else "-"
             print(f"{label:<24}{out['step_s']:>8.3f}{out['images_s']:>8.0f}{out['nfe_forward']:>9}"
                   f"{out['nfe_backward']:>9}{per:>8}{mem:>9}", flush=True)
-        ref = REFERENCE
-        ref_per = ref["odenet_step_s"] / sum(ref["odenet_nfe"])
-        print(f"reference (authors' example, {ref['threads']} threads): ODE-Net {ref['odenet_step_s']} s/step, "
-              f"{ref_per:.4f} s/NFE; ResNet {ref['resnet_step_s']} s/step")
         seconds = data_seconds(dev, args.batch)
         steps = 55_000 // args.batch
         print(f"data handling: {seconds:.2f} s per epoch of 55k images ({steps} batches, random crop)")

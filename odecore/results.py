@@ -92,19 +92,58 @@ def provenance(device: torch.device | None = None) -> dict:
     }
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see a partial file."""
+def _default_mode() -> int:
+    """0o666 less the umask: the mode open() gives a new file (mkstemp's is 0o600, unreadable to others)."""
+    umask = os.umask(0o022)   # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsynced before the rename and the folder after it,
+    so readers never see a partial file and after a crash the file is the old one or the new one.
+
+    Raises:
+        OSError: naming `path` (a full disk, a read-only folder); the old file is left intact.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), _default_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"could not write {path}: {err.strerror or err}; "
+                                     "the previous version, if any, is intact") from err
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)   # makes the rename itself durable
+    finally:
+        os.close(folder)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ResultsError unless a file can be created in `folder`: checked before a compute, so
+    that an unwritable results folder does not cost the compute's result."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ResultsError(f"cannot write results to {folder} ({err}); fix its permissions or set "
+                           "ODECORE_RESULTS_DIR to a writable folder, then rerun") from err
 
 
 def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
@@ -120,8 +159,15 @@ def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: li
         **provenance(device),
         "metrics": metrics,
     }
-    text = json.dumps(record, indent=1, sort_keys=False, allow_nan=True) + "\n"
-    atomic_write_text(path_for(experiment, profile), text)
+    path = path_for(experiment, profile)
+    try:
+        text = json.dumps(record, indent=1, sort_keys=False, allow_nan=True) + "\n"
+    except (TypeError, ValueError) as err:   # keep what was computed: it may have taken hours
+        rescue = path.with_suffix(".unsaved.pt")
+        torch.save(record, rescue)
+        raise ResultsError(f"the metrics of {experiment} [{profile}] cannot be written as JSON ({err}); "
+                           f"the record is kept in {rescue} (torch.load it) until the metrics are fixed") from err
+    atomic_write_text(path, text)
     return record
 
 
@@ -140,15 +186,19 @@ def load(experiment: str, profile: str) -> dict | None:
     path = path_for(experiment, profile)
     if not path.exists():
         return None
+    fix = f"Restore it from git (git checkout -- {path.name}) or delete it to retrain."
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(
-            f"{path} is not valid JSON ({err}); it may be truncated. Restore it from git "
-            f"(git checkout -- {path.name}) or delete it to retrain.") from err
+        raise ResultsError(f"{path} is not valid JSON ({err}); it may be truncated. {fix}") from err
+    if not isinstance(record, dict):
+        raise ResultsError(f"{path} holds {json.dumps(record)[:40]}, not a result written by odecore.results. {fix}")
     missing = {"experiment", "profile", "config", "config_hash", "metrics"} - set(record)
     if missing:
         raise ResultsError(f"{path} lacks {sorted(missing)}: not a result written by odecore.results")
+    if config_hash(record["config"]) != record["config_hash"]:   # edited by hand, or a merge gone wrong
+        raise ResultsError(f"{path}: its config no longer matches its config_hash, so the metrics cannot be "
+                           f"trusted to be that config's. {fix}")
     return record
 
 
@@ -167,6 +217,7 @@ def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dic
         record = load(experiment, profile)
         if record is not None and record["config_hash"] == config_hash(config):
             return record
+    check_writable(path_for(experiment, profile).parent)
     start = time.perf_counter()
     metrics = compute()
     return save(experiment, profile, config, metrics, seeds=seeds,

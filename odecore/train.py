@@ -7,9 +7,8 @@ saved), a clear stop when the loss is not finite, and seeding.
 """
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from odecore import results
 
 LossOut = Tensor | tuple[Tensor, dict[str, float]]
 
@@ -30,23 +31,20 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save via a temp file and rename: a crash mid-write leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through results.atomic_write_bytes: a crash mid-write leaves the old file intact,
+    the new one is on disk (fsync) before it replaces it, it gets the umask's mode (not 0600), and a
+    failed write (a full disk) is an OSError that names the file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    results.atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
     """torch.load of a resume checkpoint; an unreadable file is an error that names it and the fix."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise                 # names the file already, and nothing is corrupt
     except Exception as err:  # truncated zip, empty file, unpickling error
         raise RuntimeError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it is truncated "
                            "or corrupt: delete it to restart that run from its last good state or from scratch") from err

@@ -36,8 +36,17 @@ def current(experiment: str | None = None) -> str:
 
 
 def rerun() -> bool:
-    """True when ODECORE_RERUN asks to train even if a matching result is cached."""
-    return os.environ.get("ODECORE_RERUN", "0").strip().lower() in {"1", "true", "yes"}
+    """True when ODECORE_RERUN asks to train even if a matching result is cached.
+
+    Anything but a yes or a no is an error: a typo must not silently serve cached results.
+    """
+    value = os.environ.get("ODECORE_RERUN", "").strip().lower()
+    if value in {"1", "true", "yes"}:
+        return True
+    if value in {"", "0", "false", "no"}:
+        return False
+    raise ValueError(f"ODECORE_RERUN={os.environ['ODECORE_RERUN']!r}: expected 1, true or yes to retrain, "
+                     "or 0, false, no or nothing to use cached results")
 
 
 def device() -> torch.device:

@@ -1,6 +1,7 @@
 """The results registry: caching by config hash, provenance, atomic writes, clear errors."""
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -89,3 +90,88 @@ def test_benchmark_figures_are_stored_with_provenance():
     assert path.name == "toy_benchmark.json"
     assert data["s_per_step"] == 0.5 and data["device_name"] == "as measured"  # the benchmark's own keys win
     assert {"torch", "torchdiffeq", "git_commit", "date"} <= set(data)
+
+
+@pytest.mark.parametrize("content", ["5", "null", "[1, 2]"])
+def test_a_file_that_is_not_a_record_is_named(content):
+    path = results.path_for("toy", "smoke")
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(results.ResultsError, match=f"holds {re.escape(content)}, not a result"):
+        results.cached("toy", "smoke", Cfg(), lambda: pytest.fail("must not retrain"), seeds=[0])
+
+
+def test_a_record_whose_config_no_longer_matches_its_hash_is_not_served():
+    results.save("toy", "smoke", Cfg(), {"error": 0.5}, seeds=[0], wall_time_s=1.0)
+    path = results.path_for("toy", "smoke")
+    record = json.loads(path.read_text())
+    record["config"]["lr"] = 0.2           # edited by hand; the hash still says lr = 0.1
+    path.write_text(json.dumps(record))
+    with pytest.raises(results.ResultsError, match="no longer matches its config_hash"):
+        results.cached("toy", "smoke", Cfg(), lambda: pytest.fail("must not be served or retrained"), seeds=[0])
+
+
+def test_an_unwritable_results_folder_is_found_before_the_compute(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ODECORE_RESULTS_DIR", str(blocker / "results"))   # a folder inside a file
+    with pytest.raises(results.ResultsError, match="cannot write results to .*a-file/results"):
+        results.cached("toy", "smoke", Cfg(), lambda: pytest.fail("computed before the check"), seeds=[0])
+
+
+def test_metrics_that_are_not_json_are_kept():
+    import torch
+
+    with pytest.raises(results.ResultsError, match="cannot be written as JSON.*kept in .*toy-smoke.unsaved.pt"):
+        results.cached("toy", "smoke", Cfg(), lambda: {"error": {1, 2}}, seeds=[0])
+    kept = torch.load(results.path_for("toy", "smoke").with_suffix(".unsaved.pt"), weights_only=False)
+    assert kept["metrics"] == {"error": {1, 2}}
+    assert not results.path_for("toy", "smoke").exists()
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("yes", True), ("0", False), ("", False), ("no", False)])
+def test_rerun_reads_yes_and_no(monkeypatch, value, expected):
+    monkeypatch.setenv("ODECORE_RERUN", value)
+    assert profiles.rerun() is expected
+
+
+def test_rerun_garbage_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("ODECORE_RERUN", "garbage")
+    with pytest.raises(ValueError, match="ODECORE_RERUN='garbage'"):
+        results.cached("toy", "smoke", Cfg(), lambda: pytest.fail("must not compute"), seeds=[0])
+
+
+def test_results_respect_the_umask_and_are_fsynced(monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+                        or real_fsync(fd))
+    old = os.umask(0o022)
+    try:
+        results.save("toy", "smoke", Cfg(), {}, seeds=[0], wall_time_s=0)
+    finally:
+        os.umask(old)
+    path = results.path_for("toy", "smoke")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert synced[-1] == str(path.parent.resolve())    # the folder, after the rename
+    assert ".tmp" in synced[0]                          # the file, before it
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
+    import errno
+    import os
+
+    results.save("toy", "smoke", Cfg(), {"a": 1}, seeds=[0], wall_time_s=0)
+    path = results.path_for("toy", "smoke")
+    before = path.read_text()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=f"could not write {path}: No space left on device"):
+        results.save("toy", "smoke", Cfg(), {"a": 2}, seeds=[0], wall_time_s=0)
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]

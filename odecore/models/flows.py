@@ -239,16 +239,18 @@ class CNF(nn.Module):
         t0, t1: integration interval (the flow maps base samples at t0 to data at t1).
         base_std: standard deviation of the isotropic Gaussian base distribution.
         trace, noise: see CNFFunc.
-        rtol, atol, method, adjoint: passed to odecore.odesolve.
+        rtol, atol, method, adjoint, max_steps: passed to odecore.odesolve; training sets
+            max_steps so that a diverging flow raises a SolverError instead of solving for ever.
     """
 
     def __init__(self, dynamics: nn.Module, *, t0: float = 0.0, t1: float = 1.0, base_std: float = 1.0,
                  trace: str = "closed", noise: str = "rademacher", rtol: float = 1e-5, atol: float = 1e-5,
-                 method: str = "dopri5", adjoint: bool = False):
+                 method: str = "dopri5", adjoint: bool = False, max_steps: int | None = None):
         super().__init__()
         self.func = CountNFE(CNFFunc(dynamics, trace, noise))
         self.t0, self.t1, self.base_std = float(t0), float(t1), float(base_std)
         self.rtol, self.atol, self.method, self.adjoint = rtol, atol, method, adjoint
+        self.max_steps = max_steps
 
     @property
     def odefunc(self) -> CNFFunc:
@@ -263,7 +265,7 @@ class CNF(nn.Module):
             self.odefunc.sample_noise(z)
         times = times.to(dtype=z.dtype, device=z.device)
         return odesolve(self.func, (z, logp), times, rtol=self.rtol, atol=self.atol, method=self.method,
-                        adjoint=self.adjoint)
+                        adjoint=self.adjoint, max_steps=self.max_steps)
 
     def base_logpdf(self, z: Tensor) -> Tensor:
         return normal_logpdf(z, self.base_std)

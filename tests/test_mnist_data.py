@@ -186,3 +186,18 @@ def test_batches_are_reproducible_and_cover_the_split():
     assert len(data.Batches(x, y, 10, epoch=0, seed=3, images_per_epoch=45)) == 4
     xb, yb = next(iter(data.batches(x, y, 10, epoch=0, seed=3)))
     assert torch.equal(xb[:, 0, 14, 14], yb.float())  # labels stay with their images (crop keeps the centre region)
+
+
+def test_load_from_a_folder_checks_the_shapes(fake_files, tmp_path):
+    """load(split, folder) skips locate's checksums; a labels file in place of the images is still an error."""
+    folder = write(tmp_path / "given", fake_files)
+    images, labels = data.load("test", folder)
+    assert images.shape == (6, 28, 28) and labels.shape == (6,)
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(fake_files["t10k-labels-idx1-ubyte.gz"])
+    with pytest.raises(data.MNISTError, match=r"t10k-images-idx3-ubyte.gz: expected images of shape \(N, 28, 28\), "
+                                              r"found \(6,\)"):
+        data.load("test", folder)
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(fake_files["t10k-images-idx3-ubyte.gz"])
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(fake_files["train-labels-idx1-ubyte.gz"])   # 20 labels for 6
+    with pytest.raises(data.MNISTError, match=r"expected 6 labels of shape \(6,\), found \(20,\)"):
+        data.load("test", folder)

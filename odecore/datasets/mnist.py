@@ -151,9 +151,19 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load(split: str, folder: Path | None = None) -> tuple[Tensor, Tensor]:
-    """(images uint8 (N, 28, 28), labels int64 (N,)) of 'train' (60k) or 'test' (10k)."""
+    """(images uint8 (N, 28, 28), labels int64 (N,)) of 'train' (60k) or 'test' (10k).
+
+    A `folder` given here skips `locate`'s checksums, so the shapes are checked instead: a labels
+    file in place of an images file (or the splits mixed up) is an error, not images of shape (N,).
+    """
     folder = folder or locate()
-    images, labels = (read_idx(folder / n) for n in SPLITS[split])
+    image_file, label_file = (folder / n for n in SPLITS[split])
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise MNISTError(f"{image_file}: expected images of shape (N, 28, 28), found {images.shape}.\n{FIX}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise MNISTError(f"{label_file}: expected {len(images)} labels of shape ({len(images)},), "
+                         f"found {labels.shape}.\n{FIX}")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 

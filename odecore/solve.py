@@ -98,9 +98,10 @@ def check_first_output(f0: State, z0: State, t0: float) -> None:
     broadcast or flattened into a wrong answer, and NaN dynamics are named instead of reported as
     a step size underflow. One comparison per solve, on an evaluation the solver makes anyway."""
     z_leaves = _leaves(z0)
-    f_leaves = f0 if isinstance(f0, tuple) else (f0,)
+    f_leaves = tuple(f0) if isinstance(f0, (tuple, list)) else (f0,)
     if len(f_leaves) != len(z_leaves) or not all(isinstance(f, Tensor) for f in f_leaves):
-        got = type(f0).__name__ if not isinstance(f0, tuple) else f"a tuple of {len(f0)}"
+        names = ", ".join(type(f).__name__ for f in f_leaves)
+        got = f"({names})" if isinstance(f0, (tuple, list)) else names
         raise ValueError(f"dynamics returned {got} for a state of {len(z_leaves)} tensor(s)")
     for i, (z, f) in enumerate(zip(z_leaves, f_leaves)):
         if z.shape != f.shape:

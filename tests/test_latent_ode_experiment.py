@@ -37,6 +37,7 @@ def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
     assert len(runs) == len(cfg.seeds) * len(cfg.obs_counts) * 2
     for r in runs:
         assert len(r["per_spiral_beyond"]) == cfg.n_test
+        assert r["independent"]["data_seed"] != cfg.data_seed and r["independent"]["rmse"] > 0
         assert (r["model"] == "rnn") == ("rmse_naive" in r)
         assert r["rmse"] > 0 and r["iterations"] == cfg.num_epochs * -(-(cfg.n_spirals - cfg.n_test) // cfg.batch_size)
         assert exp.checkpoint_path("smoke", r["model"], r["n"], r["seed"]).exists()

@@ -304,6 +304,18 @@ def train_one(profile: str, cfg: Config, model: str, n: int, seed: int, *, progr
 MEAN_KEYS = ("rmse_window", "rmse_straddle", "rmse_beyond_median", "rmse_naive", "rmse_straddle_naive")
 
 
+INDEPENDENT_SEED_OFFSET = 1000  # data seed of the independent test set: cfg.data_seed + this
+
+
+def independent_test(profile: str, cfg: Config, model: str, n: int, seed: int) -> dict[str, float]:
+    """A trained sub-run's RMSEs on the test spirals of another data seed (same generator and design)."""
+    net = load_model(profile, model, n, seed)
+    d = data(cfg, seed=cfg.data_seed + INDEPENDENT_SEED_OFFSET)
+    x, t_obs, idx = spiral_data.observe(d, n, cfg.data_seed)
+    out = evaluate(net, d, x, t_obs, idx, d.test, cfg)
+    return {k: v for k, v in out.items() if k != "per_spiral_beyond"} | {"data_seed": cfg.data_seed + INDEPENDENT_SEED_OFFSET}
+
+
 def table2(runs: list[dict]) -> dict:
     """{model: {str(n): {mean, std, values, ...}}} from the sub-run metrics."""
     out: dict[str, dict] = {}
@@ -319,6 +331,7 @@ def table2(runs: list[dict]) -> dict:
                 "mean": float(vals.mean()), "std": sd("rmse"), "values": vals.tolist(), "seeds": [r["seed"] for r in rs],
                 **{k: float(np.mean([r[k] for r in rs])) for k in MEAN_KEYS if k in rs[0]},
                 **{f"{k}_std": sd(k) for k in MEAN_KEYS if k in rs[0]},
+                **({"independent": float(np.mean([r["independent"]["rmse"] for r in rs]))} if "independent" in rs[0] else {}),
                 "paper": paper.TABLE2[model].get(n),
             }
     return out
@@ -335,6 +348,8 @@ def run_spirals(profile: str | None = None, *, progress: bool = True) -> dict:
             for n in cfg.obs_counts:
                 for model in MODELS:
                     runs.append(train_one(profile, cfg, model, n, seed, progress=progress))
+        for r in runs:  # the same models on test spirals from another data seed: do the numbers generalize?
+            r["independent"] = independent_test(profile, cfg, r["model"], r["n"], r["seed"])
         d = data(cfg)
         cover = {str(n): spiral_data.coverage(d, spiral_data.observe(d, n, cfg.data_seed)[2])
                  for n in cfg.obs_counts}
@@ -614,6 +629,9 @@ def table2_frame(record: dict):
             row[f"{NAMES[model]}: straddling"] = pm(c, "rmse_straddle")
             row[f"{NAMES[model]}: median spiral"] = pm(c, "rmse_beyond_median")
         row["RNN: naive free run"] = pm(t2["rnn"][n], "rmse_naive")
+        for model in MODELS:
+            if "independent" in t2[model][n]:
+                row[f"{NAMES[model]}: other data seed"] = f"{t2[model][n]['independent']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -10,7 +10,7 @@ ODECORE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export ODECORE_MNIST_DIR
 JB := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book test test-package test-notebooks test-book reproduce env clean
+.PHONY: book pdf test test-package test-notebooks test-book test-browser test-pdf reproduce env clean
 
 env: $(VENV)/.installed
 
@@ -24,10 +24,18 @@ $(VENV)/.installed: pyproject.toml
 book: env
 	$(JB)
 
-test: test-package test-notebooks test-book
+# The whole book as one PDF, printed offline by Chromium from the single-page build (same execution
+# cache as `make book`): _build/pdf/book.pdf, then checked (tests/test_pdf.py).
+pdf: env
+	$(JB) --builder singlehtml
+	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
+	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
+test: test-package test-notebooks test-book test-browser test-pdf
+
+# Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
 test-package: env
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not book"
 
 # Every notebook in the smoke profile with training forced; results go to a throwaway folder.
 test-notebooks: env
@@ -40,6 +48,16 @@ test-notebooks: env
 test-book: env
 	rm -rf _build/html _build/.doctrees
 	$(JB) --all
+
+# Every page of the built book in headless Chromium with no network but the local server: no JS
+# errors, math typeset, images loaded, links resolve; screenshots in _build/screenshots/.
+# Needs Debian's chromium and chromium-driver (.ci/run installs them); without them it skips.
+test-browser: env
+	$(BIN)/python -m pytest -rs tests/test_browser.py
+
+# `make pdf` inside `make test`: without Chromium (and CI unset) it says so and the check skips.
+test-pdf: PDF_FLAGS = --if-browser
+test-pdf: pdf
 
 # Every chapter at the paper's settings (CUDA when present; resumable: run it again after an interruption).
 CHAPTERS := adjoint mnist cnf latent_ode

@@ -1,0 +1,75 @@
+"""Print the whole book to one PDF with Debian's Chromium, offline (`make pdf`).
+
+Reads the single-page build (`jupyter-book build . --builder singlehtml`, in _build/singlehtml),
+serves it on 127.0.0.1 with no other network (tests/browser.py), waits until MathJax has typeset
+every formula and every image has loaded, and prints it to _build/pdf/book.pdf (A4).
+tests/test_pdf.py then checks the result. Exits non-zero, printing nothing, if a formula is left
+untypeset, or if there is no Chromium; with --if-browser (what `make test` uses) a missing Chromium
+is reported and the PDF skipped instead, unless CI=true.
+
+    python tests/print_pdf.py [--if-browser] [SINGLEHTML_DIR] [PDF]
+"""
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+
+from browser import INSTALL, ROOT, UNTYPESET_JS, Unavailable, chrome, serve, settle, toc_files
+
+SOURCE = ROOT / "_build" / "singlehtml"
+PDF = ROOT / "_build" / "pdf" / "book.pdf"
+A4_INCHES = (8.27, 11.69)
+MARGIN_INCHES = 0.5
+
+
+def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False) -> int:
+    """Print the book; returns the number of pages written (0: skipped, no browser)."""
+    out.unlink(missing_ok=True)  # never leave an older book behind for tests/test_pdf.py
+    built = source / (toc_files()[0] + ".html")  # the root page holds the whole book in a single-page build
+    if not built.is_file():
+        raise SystemExit(f"{built} missing: build it with `jupyter-book build . --builder singlehtml`")
+    # Its links to _static/ and _images/ are written as if it sat at the top of the build (it sits in
+    # book/), so it is printed from a copy there.
+    page = "print.html"
+    (source / page).write_bytes(built.read_bytes())
+    try:
+        driver = chrome()
+    except Unavailable as why:
+        if if_browser and os.environ.get("CI", "").strip().lower() != "true":
+            print(f"PDF skipped: {why}; install: {INSTALL}", file=sys.stderr)
+            return 0
+        raise SystemExit(f"cannot print the book: {why}; install: {INSTALL}") from why
+    try:
+        with serve(source) as base:
+            driver.get(base + page)
+            error = settle(driver)
+            if error:
+                raise SystemExit(f"waiting for MathJax and images: {error}")
+            untypeset = driver.execute_script(UNTYPESET_JS)
+            if untypeset:
+                raise SystemExit(f"{len(untypeset)} formulas not typeset, first: {untypeset[0]!r}; not printing")
+            pdf = driver.execute_cdp_cmd("Page.printToPDF", {
+                "printBackground": True, "paperWidth": A4_INCHES[0], "paperHeight": A4_INCHES[1],
+                "marginTop": MARGIN_INCHES, "marginBottom": MARGIN_INCHES,
+                "marginLeft": MARGIN_INCHES, "marginRight": MARGIN_INCHES,
+                "displayHeaderFooter": True, "headerTemplate": "<span></span>",
+                "footerTemplate": '<div style="font-size:8px;width:100%;text-align:center">'
+                                  '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'})
+    finally:
+        driver.quit()
+    data = base64.b64decode(pdf["data"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    from pypdf import PdfReader
+
+    return len(PdfReader(out).pages)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--if-browser"]
+    source, out = (Path(args[0]) if args else SOURCE), (Path(args[1]) if len(args) > 1 else PDF)
+    pages = print_book(source, out, if_browser="--if-browser" in sys.argv[1:])
+    if pages:
+        print(f"{out}: {pages} pages")

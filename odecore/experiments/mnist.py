@@ -571,14 +571,15 @@ def plot_validation(record: dict):
     """Validation error per epoch of every model and every seed: the curves model selection reads."""
     from odecore import plots
 
-    fig, axes = plots.subplots(1, len(models.MODELS), width=2.9, height=2.7, sharey=True)
-    for ax, name in zip(axes, models.MODELS):
+    fig, axes = plots.subplots(2, 2, width=3.4, height=2.7, sharey=True)
+    for ax, name in zip(axes.flatten(), models.MODELS):
         row = record["metrics"]["table1"][name]
         for seed, hist in zip(row["seeds"], row["history"]):
             ax.plot([h["epoch"] for h in hist], [h["val_error"] for h in hist], "-", lw=1.2, alpha=0.8,
                     color=plots.COLORS[name], label=f"seed {seed}")
         ax.set(title=NAMES[name], xlabel="epoch", yscale="log")
-    axes[0].set_ylabel("validation error (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation error (%)")
     return fig
 
 
@@ -620,7 +621,8 @@ def plot_figure3(record: dict):
     from odecore import plots
 
     fig3 = record["metrics"]["figure3"]
-    fig, ax = plots.subplots(1, 4, width=3.0, height=2.8)
+    fig, ax = plots.subplots(2, 2, width=3.6, height=3.0)  # four panels wrap into two rows, not one thin strip
+    ax = ax.flatten()
     tol = fig3["tolerance"]
     nfe = [r["nfe_forward"] for r in tol]
     ax[0].semilogy(nfe, [r["error"] for r in tol], "o-", color=plots.COLORS["odenet"])

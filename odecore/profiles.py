@@ -7,7 +7,10 @@ committed results, so the book build never trains.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -49,8 +52,29 @@ def rerun() -> bool:
                      "or 0, false, no or nothing to use cached results")
 
 
+# The device chosen by a caller for the code it runs (see using_device); None: not chosen.
+_DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar("odecore_device", default=None)
+
+
+@contextlib.contextmanager
+def using_device(dev: str | torch.device) -> Iterator[torch.device]:
+    """Run the enclosed code on `dev`: device() returns it inside, whatever $ODECORE_DEVICE says.
+
+    How a pool worker hands a sub-run the device it was given, without writing the environment.
+    """
+    dev = torch.device(dev)
+    token = _DEVICE.set(dev)
+    try:
+        yield dev
+    finally:
+        _DEVICE.reset(token)
+
+
 def device() -> torch.device:
-    """CUDA when present, else CPU; $ODECORE_DEVICE overrides."""
+    """The device of using_device() when inside one; else $ODECORE_DEVICE; else CUDA when present, else CPU."""
+    chosen = _DEVICE.get()
+    if chosen is not None:
+        return chosen
     name = os.environ.get("ODECORE_DEVICE", "").strip()
     if name:
         return torch.device(name)

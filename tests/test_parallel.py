@@ -1,7 +1,26 @@
-"""The sub-run pool: which sub-runs it starts, in what order, and what a deadline leaves unfinished."""
+"""The sub-run pool on Ray: which sub-runs it starts, what it reports, its exit status, and that a
+killed driver leaves no worker behind.
+
+Every Ray test here runs a local cluster. None reads a duration: a deadline either leaves no task
+a chance to finish (a sleeper of an hour) or is not set, and every wait for a process is bounded
+by minutes, so a loaded machine (Ray takes 20 s or more to start on two busy cores) only slows them.
+"""
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from odecore.experiments import cnf, latent_ode, parallel
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parent.parent
+# Ray's own agents wait 60 s on a report to the dead cluster before they exit: not training
+# processes, so the killed-driver test leaves them to the cleanup instead of waiting for them.
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
 def test_tasks_cover_every_subrun_once_longest_first():
@@ -19,13 +38,131 @@ def test_tasks_cover_every_subrun_once_longest_first():
     assert any(t.gpu for t in todo) and not any(t.gpu for t in todo if not t.label.startswith("cnf_mle cnf-"))
 
 
-def test_pool_reports_done_failed_and_unfinished_at_the_deadline():
-    # The deadline leaves room for spawned workers that import torch on a loaded machine (14 s seen);
-    # the sleeper outlasts it by far, so the test reads no timing but "stopped, not waited for".
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local cluster for the in-process pool tests, shut down after them."""
+    assert parallel.start_ray(address=None, workers=4)   # a new local cluster, not one found on the machine
+    yield
+    ray.shutdown()
+
+
+def test_pool_reports_done_and_every_kind_of_failure(local_ray):
     todo = [parallel.Task(0, -1.0, "quick", dict, (), {"kl": 0.5}),
-            parallel.Task(0, -1.0, "broken", int, ("not a number",)),
-            parallel.Task(0, -9.0, "slow", time.sleep, (3600,))]
-    tick = time.perf_counter()
-    out = parallel.run_pool(todo, workers=3, gpu_workers=0, deadline_s=45)
-    assert out == {"done": ["quick"], "failed": ["broken"], "unfinished": ["slow"]}
-    assert time.perf_counter() - tick < 3600          # the sleeping worker was stopped, not waited for
+            parallel.Task(0, -1.0, "raises", int, ("not a number",)),
+            parallel.Task(0, -1.0, "diverged", dict, (), {"failed": "FloatingPointError: loss is nan"}),
+            parallel.Task(0, -1.0, "worker dies", os._exit, (3,))]
+    report = parallel.run_pool(todo)                  # no deadline: waits for all four
+    assert report.done == ["quick"] and report.unfinished == []
+    assert set(report.failed) == {"raises", "diverged", "worker dies"}
+    assert report.failed["raises"].startswith("ValueError")
+    assert report.failed["diverged"] == "FloatingPointError: loss is nan"
+    assert "worker died" in report.failed["worker dies"]
+    assert not report.ok
+
+
+def test_pool_cancels_what_outlasts_the_deadline(local_ray):
+    # An hour's sleep cannot finish within any deadline the test sets, started or still queued.
+    todo = [parallel.Task(0, -9.0, "sleeper", time.sleep, (3600,)),
+            parallel.Task(0, -9.0, "another sleeper", time.sleep, (3600,))]
+    report = parallel.run_pool(todo, deadline_s=5)
+    assert report.unfinished == ["sleeper", "another sleeper"] and not report.done and not report.failed
+    assert not report.ok
+    # The cancelled tasks freed their CPUs: a new task gets one and finishes.
+    assert parallel.run_pool([parallel.Task(0, -1.0, "after", dict, (), {"kl": 0.1})]).done == ["after"]
+
+
+def _command_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "ODECORE_SCRATCH_DIR": str(tmp_path / "scratch"),
+           "ODECORE_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "ODECORE_RESULTS_DIR": str(tmp_path / "results"),
+           "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.mark.parametrize("case", ["trained", "failed", "unfinished"])
+def test_command_exit_status(tmp_path, case):
+    args = ["--profile", "smoke", "--only", "cnf_mle", "--workers", "2"]
+    env = _command_env(tmp_path)
+    if case == "failed":             # every sub-run fails to save its checkpoint: a folder inside a file
+        (tmp_path / "a_file").write_text("")
+        env["ODECORE_CHECKPOINT_DIR"] = str(tmp_path / "a_file" / "checkpoints")
+    if case == "unfinished":         # no sub-run can finish before a deadline of zero
+        args += ["--deadline", "0"]
+    n = len(parallel.tasks("smoke", ("cnf_mle",)))
+    out = subprocess.run([sys.executable, "-m", "odecore.experiments.parallel", *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    summary = {"trained": f"{n} done, 0 failed, 0 unfinished", "failed": f"0 done, {n} failed, 0 unfinished",
+               "unfinished": f"0 done, 0 failed, {n} unfinished"}[case]
+    assert summary in out.stdout, out.stdout + out.stderr
+    assert out.returncode == (0 if case == "trained" else 1), out.stdout + out.stderr
+    if case == "trained":
+        assert len(list((tmp_path / "checkpoints").rglob("*.pt"))) == n
+
+
+# ------------------------------------------------------------------- a killed driver, seen in /proc
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            out += [child, *_descendants(child)]
+    return out
+
+
+def _identity(pid: int) -> tuple[str, str] | None:
+    """(start time, command line) of a live process, None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in "ZX" else (fields[19], cmdline)
+
+
+def _alive(session: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """The processes of `session` still running (same pid and start time), with their command lines."""
+    now = {pid: _identity(pid) for pid in session}
+    return {pid: cmd for pid, (start, cmd) in session.items() if now[pid] is not None and now[pid][0] == start}
+
+
+def _is_task(cmdline: str) -> bool:
+    """A Ray worker running a task: titled ray::<task name>, not ray::IDLE nor one of Ray's agents."""
+    return cmdline.startswith("ray::") and not cmdline.startswith(("ray::IDLE", *RAY_AGENTS))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from Linux's /proc")
+def test_killed_driver_leaves_no_training_process(tmp_path):
+    log = (tmp_path / "pool.log").open("w")
+    driver = subprocess.Popen([sys.executable, "-m", "odecore.experiments.parallel", "--profile", "smoke",
+                               "--workers", "2"], env=_command_env(tmp_path), cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    session: dict[int, tuple[str, str]] = {}
+    try:
+        give_up = time.monotonic() + 600              # Ray's start and a worker's torch import, on a loaded machine
+        while not any(_is_task(cmd) for _, cmd in session.values()):
+            assert driver.poll() is None, "the pool ended before a sub-run was seen training:\n" + \
+                (tmp_path / "pool.log").read_text()
+            assert time.monotonic() < give_up, "no sub-run started training in 10 minutes"
+            session = {pid: ident for pid in _descendants(driver.pid) if (ident := _identity(pid))}
+            time.sleep(0.05)
+        training = [pid for pid, (_, cmd) in session.items() if _is_task(cmd)]
+        assert any("raylet" in cmd for _, cmd in session.values())   # the driver started the local cluster
+
+        driver.kill()                                 # SIGKILL: no handler, no cleanup in the driver
+        driver.wait()
+        give_up = time.monotonic() + 180
+        while (left := {pid: cmd for pid, cmd in _alive(session).items() if not cmd.startswith(RAY_AGENTS)}):
+            assert time.monotonic() < give_up, f"still running 3 minutes after the driver was killed: {left}"
+            time.sleep(0.5)
+        assert not _alive({pid: session[pid] for pid in training})
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in _alive(session):                   # Ray's lingering agents (or anything a failure left)
+            os.kill(pid, signal.SIGKILL)
+        log.close()

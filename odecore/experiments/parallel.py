@@ -1,26 +1,41 @@
-"""Train the sub-runs of several chapters at once: a pool of one-thread worker processes (plus a few
-CUDA workers where a GPU is present), stopped at a deadline.
+"""Train the sub-runs of several chapters at once, as Ray tasks, until they finish or a deadline.
 
 The chapters' small models (2-D flows, 4-D latent ODEs) are bound by per-operation overhead, not
 arithmetic, so a GPU does not speed one of them up; many cores running many sub-runs side by side do.
-Every sub-run keeps its own resume state (see odecore.experiments.cnf and .latent_ode), so a pool
-stopped at its deadline loses at most one chunk of each unfinished sub-run: run it again to go on.
-It writes no result records: run each chapter's command afterwards, which finds every sub-run done
-and assembles the record.
+`tasks(profile, only)` lists every sub-run of the latent_ode, cnf_density and cnf_mle chapters;
+`run_pool` trains them as Ray tasks of one CPU (plus a GPU, or a share of one, for the tasks marked
+`gpu` when the cluster has GPUs), one torch thread each, with the device handed to each task as an
+argument.
 
-Command line:
-    python -m odecore.experiments.parallel --profile full --workers 14 --gpu-workers 2 --deadline 540
+Where Ray runs: with no address, `ray.init` starts a local cluster that lives and dies with this
+command (no dashboard, a small object store); `--address` or $RAY_ADDRESS reaches a running cluster,
+whose nodes need this package installed and the scratch and checkpoint folders
+($ODECORE_SCRATCH_DIR, $ODECORE_CHECKPOINT_DIR, forwarded to every task) on a shared filesystem.
+
+What survives a stop: every sub-run keeps its own resume state under odecore.results.scratch_dir()
+(see odecore.experiments.cnf and .latent_ode), so a pool stopped at its deadline loses at most one
+chunk of each unfinished sub-run: run it again to go on. At the deadline, unfinished tasks are
+cancelled (their workers killed) and listed. A task whose worker dies is reported as failed, never
+retried behind the reader's back. A killed driver takes its local cluster, and with it every
+training worker, down within seconds (Ray's fate sharing; only Ray's two idle agent processes
+linger, about a minute); on a remote cluster Ray ends a dead driver's tasks.
+The pool writes no result records: run each chapter's command afterwards, which finds every
+sub-run done and assembles the record.
+
+Command line (exit status 1 when any sub-run failed or was left unfinished):
+    python -m odecore.experiments.parallel --profile full --workers 14 --deadline 540
+    python -m odecore.experiments.parallel --profile full --address auto   # on a node of a running cluster
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import logging
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
-import torch
+from typing import Any, Callable
 
 from odecore import profiles
 
@@ -29,6 +44,12 @@ from odecore import profiles
 NF_S_PER_ITER: dict[int, float] = {2: 1.0e-3, 8: 2.5e-3, 32: 8.0e-3, 64: 1.6e-2}
 CNF_S_PER_ITER = {"cnf_density": 0.035, "cnf_mle": 0.3}   # Figure 5 integrates to t1 = 10
 LATENT_S_PER_ITER = {"latent_ode": 0.1, "rnn": 0.05}
+
+EXPERIMENTS = ("latent_ode", "cnf_density", "cnf_mle")
+# Settings every task must see alike: on a cluster they name folders on a shared filesystem.
+FORWARDED_ENV = ("ODECORE_SCRATCH_DIR", "ODECORE_CHECKPOINT_DIR", "ODECORE_RESULTS_DIR")
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2   # tasks return small summaries; Ray's floor is 75 MiB
+CANCEL_WAIT_S = 30.0                       # how long cancelled tasks get to report back
 
 
 @dataclass(order=True)
@@ -41,6 +62,19 @@ class Task:
     args: tuple = field(compare=False)
     kwargs: dict = field(compare=False, default_factory=dict)
     gpu: bool = field(compare=False, default=False)
+
+
+@dataclass
+class Report:
+    """Labels of the sub-runs that finished, failed (with the reason) and were left unfinished."""
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every sub-run finished and none failed."""
+        return not self.failed and not self.unfinished
 
 
 def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
@@ -76,79 +110,160 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
     return sorted(out)
 
 
-def _init_worker(device: str) -> None:
+def run_task(fn: Callable, args: tuple, kwargs: dict, device: str) -> tuple[float, Any]:
+    """Body of one Ray task: fn(*args, **kwargs) on one torch thread and on `device`.
+
+    Returns (seconds, fn's result). Ray gives a task of one CPU OMP_NUM_THREADS=1; torch is told too.
+    """
+    import torch
+
     torch.set_num_threads(1)
-    os.environ["ODECORE_DEVICE"] = device
-    os.environ["TQDM_DISABLE"] = "1"
-
-
-def _timed(task: Task) -> tuple[float, dict]:
     tick = time.perf_counter()
-    out = task.fn(*task.args, **task.kwargs)
+    with profiles.using_device(device):
+        out = fn(*args, **kwargs)
     return time.perf_counter() - tick, out
 
 
-def _summary(out: dict) -> str:
+def _summary(out: Any) -> str:
+    if not isinstance(out, dict):
+        return ""
     for key in ("failed", "kl", "rmse", "test_loglik"):
         if key in out:
             return f"{key} {out[key]}" if key == "failed" else f"{key} {out[key]:.4f}"
     return ""
 
 
-def run_pool(todo: list[Task], workers: int, gpu_workers: int, deadline_s: float) -> dict[str, list[str]]:
-    """Run `todo` until done or `deadline_s` seconds pass; returns labels done, failed, unfinished."""
-    ctx = mp.get_context("spawn")
-    has_gpu = torch.cuda.is_available() and gpu_workers > 0
-    pools = {"cpu": ctx.Pool(workers, _init_worker, ("cpu",))}
-    if has_gpu:
-        pools["cuda"] = ctx.Pool(gpu_workers, _init_worker, ("cuda",))
+def _reason(err: BaseException) -> str:
+    """One line for a task's error: Ray wraps the task's own exception (its `cause`) or names a dead worker."""
+    import ray.exceptions
+
+    if isinstance(err, ray.exceptions.RayTaskError) and err.cause is not None:
+        err = err.cause
+    elif isinstance(err, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
+        return f"worker died: {type(err).__name__}"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+def start_ray(address: str | None = None, workers: int | None = None) -> bool:
+    """Connect to the cluster at `address` (or $RAY_ADDRESS), else start a local one with `workers` CPUs.
+
+    Returns True when it started a local cluster, which ray.shutdown() (or this process's death) ends.
+    """
+    import ray
+
+    env = {"TQDM_DISABLE": "1", **{k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}}
+    options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING,
+                               "log_to_driver": True}
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, **options)
+        return False
+    # "local": a new cluster even if another one runs on this machine (ray.init() would join it).
+    ray.init(address="local", num_cpus=workers, include_dashboard=False,
+             object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+    return True
+
+
+def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_task: float = 1.0) -> Report:
+    """Train `todo` as Ray tasks on the cluster ray.init() reached, until done or `deadline_s` seconds pass.
+
+    Each task takes one CPU; a `gpu` task also takes `gpus_per_task` GPUs and runs on CUDA when the
+    cluster has GPUs. Tasks still running at the deadline are cancelled and listed as unfinished;
+    a task that raised, whose worker died, or whose result carries "failed" is listed as failed.
+    """
+    import ray
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    remote = ray.remote(run_task)
+    pending: dict[ray.ObjectRef, str] = {}
+    for t in todo:
+        on_gpu = t.gpu and has_gpu
+        opts = {"num_cpus": 1, "num_gpus": gpus_per_task if on_gpu else 0, "max_retries": 0, "name": t.label}
+        pending[remote.options(**opts).remote(t.fn, t.args, t.kwargs, "cuda" if on_gpu else "cpu")] = t.label
+    n_gpu = sum(t.gpu for t in todo) if has_gpu else 0
+    print(f"{len(todo)} sub-runs on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs"
+          + (f", {n_gpu} of them on GPUs" if n_gpu else "") + ")", flush=True)
+    report = Report()
     start = time.perf_counter()
-    pending = {t.label: pools["cuda" if (t.gpu and has_gpu) else "cpu"].apply_async(_timed, (t,))
-               for t in todo}
-    done: dict[str, list[str]] = {"done": [], "failed": [], "unfinished": []}
-    print(f"{len(todo)} sub-runs on {workers} CPU workers" + (f" and {gpu_workers} CUDA workers" if has_gpu else ""),
-          flush=True)
-    while pending and time.perf_counter() - start < deadline_s:
-        for label in [k for k, r in pending.items() if r.ready()]:
-            res = pending.pop(label)
-            try:
-                took, out = res.get()
-                ok = "failed" not in out
-                done["done" if ok else "failed"].append(label)
-                print(f"[{time.perf_counter() - start:7.1f} s] {'done' if ok else 'FAILED'} {label} in {took:.0f} s: "
-                      f"{_summary(out)}", flush=True)
-            except Exception as err:  # a worker's exception: report it, keep the pool going
-                done["failed"].append(label)
-                print(f"[{time.perf_counter() - start:7.1f} s] ERROR {label}: {type(err).__name__}: {err}", flush=True)
-        time.sleep(1.0)
-    for pool in pools.values():
-        pool.terminate()      # unfinished sub-runs keep their last saved chunk
-        pool.join()
-    done["unfinished"] = sorted(pending)
-    print(f"{len(done['done'])} done, {len(done['failed'])} failed, {len(done['unfinished'])} unfinished "
+
+    def collect(ref: ray.ObjectRef) -> None:
+        label = pending.pop(ref)
+        stamp = f"[{time.perf_counter() - start:7.1f} s]"
+        try:
+            took, out = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            report.unfinished.append(label)
+            return
+        except Exception as err:  # the task raised, or its worker died: report it, go on
+            report.failed[label] = _reason(err)
+            print(f"{stamp} FAILED {label}: {report.failed[label]}", flush=True)
+            return
+        if isinstance(out, dict) and "failed" in out:   # a run the chapter records as failed (diverged)
+            report.failed[label] = str(out["failed"])
+            print(f"{stamp} FAILED {label} in {took:.0f} s: {_summary(out)}", flush=True)
+        else:
+            report.done.append(label)
+            print(f"{stamp} done {label} in {took:.0f} s: {_summary(out)}", flush=True)
+
+    try:
+        while pending:
+            left = deadline_s - (time.perf_counter() - start)
+            if left <= 0:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 60.0))
+            for ref in ready:
+                collect(ref)
+    finally:   # the deadline, or the driver stopped (Ctrl-C): stop what still runs
+        for ref in pending:
+            ray.cancel(ref, force=True)          # kills the worker; the sub-run keeps its last saved chunk
+        if pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
+            for ref in ready:                    # a few may have finished before the cancel reached them
+                collect(ref)
+            report.unfinished += list(pending.values())
+            pending.clear()
+    print(f"{len(report.done)} done, {len(report.failed)} failed, {len(report.unfinished)} unfinished "
           f"after {time.perf_counter() - start:.0f} s", flush=True)
-    for label in done["unfinished"]:
+    for label, why in report.failed.items():
+        print(f"  failed: {label}: {why}")
+    for label in report.unfinished:
         print(f"  unfinished: {label}")
-    return done
+    return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=profiles.PROFILES, default="smoke")
-    parser.add_argument("--only", nargs="+", default=["latent_ode", "cnf_density", "cnf_mle"],
-                        choices=["latent_ode", "cnf_density", "cnf_mle"])
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    parser.add_argument("--gpu-workers", type=int, default=2)
+    parser.add_argument("--only", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                        help="CPUs of the local cluster (one sub-run each); a remote cluster has its own")
     parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds before the pool is stopped")
+    parser.add_argument("--address", default=None,
+                        help="a running Ray cluster (default $RAY_ADDRESS; unset: start a local one)")
+    parser.add_argument("--gpus-per-task", type=float, default=1.0,
+                        help="GPUs each GPU sub-run takes (0.25: four share a GPU)")
     parser.add_argument("--list", action="store_true", help="print the sub-runs in start order and exit")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     todo = tasks(args.profile, tuple(args.only))
     if args.list:
         for t in todo:
             print(f"{t.priority} {-t.neg_cost:8.0f} s  {'gpu ' if t.gpu else ''}{t.label}")
-        return
-    run_pool(todo, args.workers, args.gpu_workers, args.deadline)
+        return 0
+    import ray
+
+    # A plain `kill` ends the pool as Ctrl-C does: unfinished tasks are cancelled and listed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    start_ray(args.address, args.workers)
+    try:
+        report = run_pool(todo, args.deadline, gpus_per_task=args.gpus_per_task)
+    finally:
+        ray.shutdown()   # ends a local cluster; leaves a remote one running
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    # Ray ships run_task by reference to this module, not as a copy of __main__'s.
+    from odecore.experiments.parallel import main as _main
+
+    sys.exit(_main())

@@ -38,6 +38,21 @@ def test_tasks_cover_every_subrun_once_longest_first():
     assert any(t.gpu for t in todo) and not any(t.gpu for t in todo if not t.label.startswith("cnf_mle cnf-"))
 
 
+def test_task_body_gets_its_device_as_an_argument_and_one_thread(monkeypatch):
+    import torch
+
+    from odecore import profiles
+
+    monkeypatch.setenv("ODECORE_DEVICE", "cpu")
+    threads = torch.get_num_threads()
+    try:
+        _, dev = parallel.run_task(profiles.device, (), {}, "meta")
+        assert dev == torch.device("meta") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert profiles.device() == torch.device("cpu") and os.environ["ODECORE_DEVICE"] == "cpu"   # nothing written
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local cluster for the in-process pool tests, shut down after them."""

@@ -182,8 +182,8 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
         opts = {"num_cpus": 1, "num_gpus": gpus_per_task if on_gpu else 0, "max_retries": 0, "name": t.label}
         pending[remote.options(**opts).remote(t.fn, t.args, t.kwargs, "cuda" if on_gpu else "cpu")] = t.label
     n_gpu = sum(t.gpu for t in todo) if has_gpu else 0
-    print(f"{len(todo)} sub-runs on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs"
-          + (f", {n_gpu} of them on GPUs" if n_gpu else "") + ")", flush=True)
+    print(f"{len(todo)} sub-runs on Ray, {ray.cluster_resources().get('CPU', 0):g} CPUs"
+          + (f"; {n_gpu} of the sub-runs on GPUs" if n_gpu else ""), flush=True)
     report = Report()
     start = time.perf_counter()
 
@@ -223,6 +223,8 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
                 collect(ref)
             report.unfinished += list(pending.values())
             pending.clear()
+            order = {t.label: i for i, t in enumerate(todo)}
+            report.unfinished.sort(key=order.__getitem__)   # in start order, however the cancels came back
     print(f"{len(report.done)} done, {len(report.failed)} failed, {len(report.unfinished)} unfinished "
           f"after {time.perf_counter() - start:.0f} s", flush=True)
     for label, why in report.failed.items():

@@ -945,7 +945,8 @@ def fig_coverage(record: dict, cover: dict):
                        label=f"n = {r['n']}, seed {r['seed']}")
         edge = min(edges)
         ax.axvline(edge, color="k", ls=":", lw=1.2)
-        ax.text(edge, 1.02, " coverage edge", transform=ax.get_xaxis_transform(), fontsize=8, ha="left")
+        ax.text(edge, 0.03, "coverage edge ", transform=ax.get_xaxis_transform(), fontsize=8, rotation=90,
+                ha="right", va="bottom")
         ax.set(xlabel=r"test spiral's start angle $\theta_0$", yscale="log", title=title)
     axes[0].set_ylabel("RMSE beyond the window, per spiral")
     handles, labels = axes[1].get_legend_handles_labels()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from odecore import results
+from odecore.solve import SolverError
 
 LossOut = Tensor | tuple[Tensor, dict[str, float]]
 
@@ -151,7 +152,12 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
             if not torch.isfinite(loss):
                 raise _stop(desc, f"loss is {loss.item()}", epoch, steps, checkpoint)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss.backward()
+            except AssertionError as err:  # torchdiffeq's adjoint asserts inside its backward solve
+                raise SolverError(f"{desc}: the backward pass failed at epoch {epoch + 1}, step {steps} ({err}): "
+                                  "torchdiffeq's adjoint solve met NaN or inf, or a step size that underflowed. "
+                                  "Lower the learning rate or check the dynamics.") from err
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()

@@ -134,3 +134,24 @@ def test_first_epoch_failure_names_no_missing_file(tmp_path):
         fit(model, opt, lambda b: ((model(b[0]) - b[1]) ** 2).mean(), lambda e: [(x, y)], num_epochs=2,
             checkpoint=tmp_path / "c.pt", progress=False)
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_nan_only_in_the_adjoint_backward_is_named():
+    """Dynamics that are finite forward but NaN in their vector-Jacobian product: a named SolverError, not
+    torchdiffeq's bare 'underflow in dt' assertion."""
+    from odecore.solve import SolverError, odesolve
+
+    class Func(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.tensor(-1.0))
+
+        def forward(self, t, z):
+            return self.a * z + 0 * torch.sqrt(0 * z)  # sqrt's gradient at 0 is inf: 0 * inf = NaN backward only
+
+    func = Func()
+    opt = torch.optim.SGD(func.parameters(), lr=0.1)
+    z0, t = torch.ones(4, 2), torch.tensor([0.0, 1.0])
+    loss_fn = lambda b: odesolve(func, z0, t, adjoint=True)[-1].sum()  # noqa: E731
+    with pytest.raises(SolverError, match="(?s)backward pass failed at epoch 1, step 1.*NaN or inf"):
+        fit(func, opt, loss_fn, lambda e: [None], num_epochs=1, progress=False)

@@ -76,3 +76,12 @@ def caption_tag(record: dict) -> str:
     from odecore.results import label
 
     return f"{record['experiment']}, {label(record)}"
+
+
+def figure(name: str, fig) -> None:
+    """Glue `fig` under `name` for a numbered, captioned `{glue:figure}` in the page, and close it so
+    the cell shows nothing else."""
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)

@@ -970,3 +970,31 @@ def late_improvement(record: dict, epochs: int = 50) -> dict[str, float]:
                 shares.append((loss[-epochs - 5:-epochs].mean() - end) / (loss[:5].mean() - end))
         out[model] = float(max(shares)) if shares else float("nan")
     return out
+
+
+def fig_table2(record: dict):
+    """Table 2 as a picture: each seed's headline RMSE (dots) and their mean (bar) per model and n, the
+    paper's number as a black cross."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from odecore import plots
+
+    runs = pd.DataFrame([{"model": NAMES[r["model"]], "n": r["n"], "RMSE beyond the window": r["rmse"]}
+                         for r in record["metrics"]["runs"]])
+    fig, ax = plots.subplots(1, 1, width=5.2, height=3.2)
+    palette = {NAMES[m]: plots.COLORS[m] for m in MODELS}
+    sns.pointplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, errorbar="sd",
+                  dodge=0.3, linestyles="none", markers="_", markersize=14, ax=ax)
+    sns.stripplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, dodge=True, size=5,
+                  alpha=0.7, legend=False, ax=ax)
+    counts = sorted(runs["n"].unique())
+    for k, model in enumerate(MODELS):
+        paper_vals = [paper.TABLE2[model].get(n) for n in counts]
+        ax.scatter(np.arange(len(counts)) + (k - 0.5) * 0.4, paper_vals, marker="x", color="k", s=40, zorder=5,
+                   label="paper" if k == 0 else None)
+    ax.set(xlabel="observed times n (of 100)", ylim=(0, None))
+    ax.legend(fontsize=8)
+    plt.close(fig)
+    return fig

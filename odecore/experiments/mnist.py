@@ -583,6 +583,32 @@ def plot_validation(record: dict):
     return fig
 
 
+def plot_table1(record: dict):
+    """Table 1's test errors as a picture: every seed (dots), the mean and sd (bar), the paper's number (cross)."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.ticker import FuncFormatter
+
+    from odecore import plots
+
+    t1 = record["metrics"]["table1"]
+    runs = pd.DataFrame([{"model": NAMES[m], "test error (%)": e} for m in models.MODELS for e in t1[m]["test_error"]])
+    palette = {NAMES[m]: plots.COLORS[m] for m in models.MODELS}
+    fig, ax = plots.subplots(1, 1, width=5.0, height=3.0)
+    sns.pointplot(runs, x="model", y="test error (%)", hue="model", palette=palette, errorbar="sd", linestyles="none",
+                  markers="_", markersize=14, legend=False, ax=ax)
+    sns.stripplot(runs, x="model", y="test error (%)", hue="model", palette=palette, size=5, alpha=0.7, legend=False,
+                  ax=ax)
+    ax.scatter(range(len(models.MODELS)), [paper.TABLE1[m]["test_error"] for m in models.MODELS], marker="x",
+               color="k", s=40, zorder=5, label="paper")
+    ax.set(xlabel="", yscale="log", title=f"profile {record['profile']}")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def threads(record: dict) -> int:
     """CPU threads a record was trained with, from its device name ("cpu (2 threads)"); 1 on a GPU."""
     name = record.get("device_name", "")

@@ -443,22 +443,32 @@ def figure4d(record: dict):
     the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
     single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000)."""
     import matplotlib.ticker as mticker
+    import pandas as pd
+    import seaborn as sns
+
     from odecore import plots
 
     cfg = record["config"]
     tab = density_table(record)
     targets = cfg["targets"]
-    fig, axes = plots.subplots(1, len(targets), width=2.4, height=2.3, squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        for kind, label in (("nf", f"NF ({cfg['nf_iterations']:,} RMSprop it.)"),
-                            ("cnf", f"CNF ({cfg['cnf_iterations']:,} Adam it.)")):
-            sub = tab[(tab.task == target) & (tab.kind == kind) & (tab.iterations == cfg[f"{kind}_iterations"])]
-            sub = sub.sort_values("size")
-            ax.errorbar(sub["size"], sub["kl_mean"], yerr=[sub["kl_mean"] - sub["kl_min"], sub["kl_max"] - sub["kl_mean"]],
-                        marker="o", capsize=3, color=plots.COLORS[kind], label=label)
-            for r in record["metrics"]["runs"]:
-                if r["kind"] == kind and r["task"] == target and "kl" in r and r["iterations"] == cfg[f"{kind}_iterations"]:
-                    ax.plot(r["size"], r["kl"], ".", color=plots.COLORS[kind], alpha=0.4)
+    labels_of = {"nf": f"NF ({cfg['nf_iterations']:,} RMSprop it.)", "cnf": f"CNF ({cfg['cnf_iterations']:,} Adam it.)"}
+    runs = pd.DataFrame([{"task": r["task"], "size": r["size"], "kl": r["kl"], "flow": labels_of[r["kind"]]}
+                         for r in record["metrics"]["runs"]
+                         if "kl" in r and r["iterations"] == cfg[f"{r['kind']}_iterations"]])
+    palette = {labels_of[k]: plots.COLORS[k] for k in labels_of}
+    cols = 2 if len(targets) > 2 else len(targets)   # four targets wrap into two rows
+    fig, axes = plots.subplots(-(-len(targets) // cols), cols, width=2.9, height=2.5, squeeze=False)
+    for ax in axes.flat[len(targets):]:
+        ax.set_axis_off()
+    for ax, target in zip(axes.flat, targets):
+        sub = runs[runs.task == target]
+        # the mean over seeds, its band from the lowest to the highest seed, and every seed as a dot
+        sns.lineplot(sub, x="size", y="kl", hue="flow", palette=palette, hue_order=list(palette), marker="o",
+                     errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, legend=False, ax=ax)
+        sns.scatterplot(sub, x="size", y="kl", hue="flow", palette=palette, hue_order=list(palette), alpha=0.4, s=12,
+                        legend=False, ax=ax)
+        for label, color in palette.items():
+            ax.plot([], [], "o-", color=color, label=label)
         longs = tab[(tab.task == target) & (tab.kind == "cnf") & (tab.iterations == cfg["long_iterations"])
                     & (cfg["long_iterations"] != cfg["cnf_iterations"])]
         if len(longs):
@@ -472,10 +482,12 @@ def figure4d(record: dict):
         ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set_xlabel("K (NF) or M (CNF)")
+        ax.set_ylabel("")
         ax.set_title(target)
-    axes[0, 0].set_ylabel("final KL(q || p) (nats)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("final KL(q || p) (nats)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0, 1:]:
+    for ax in axes.flat[1:]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h); labels.append(lab)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: tqdm.auto warns on every page of the book without ipywidgets
 
 from odecore import results
 from odecore.solve import SolverError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import platform
@@ -222,6 +223,56 @@ def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dic
     metrics = compute()
     return save(experiment, profile, config, metrics, seeds=seeds,
                 wall_time_s=time.perf_counter() - start, device=device)
+
+
+def arrays_path(experiment: str, profile: str) -> Path:
+    """Where the arrays of a result's figures live: beside its JSON, as `<experiment>-<profile>.npz`."""
+    return path_for(experiment, profile).with_suffix(".npz")
+
+
+def _stamp(record: dict) -> str:
+    """What ties arrays to the one record they were computed from: its config hash and its date."""
+    return f"{record['config_hash']}@{record.get('date', '?')}"
+
+
+def save_arrays(record: dict, arrays: dict[str, Any]) -> Path:
+    """Store the arrays `record`'s figures draw (samples, densities, decoded paths), stamped with the
+    record, so that a figure is a pure function of stored results and never solves or loads a model."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, _stamp=np.array(_stamp(record)), **{k: np.asarray(v) for k, v in arrays.items()})
+    path = arrays_path(record["experiment"], record["profile"])
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_arrays(record: dict) -> dict | None:
+    """The arrays stored for `record`; None when there are none or they belong to another record
+    (an older run, or another config), since then they must be computed again."""
+    import numpy as np
+
+    path = arrays_path(record["experiment"], record["profile"])
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ResultsError(f"{path} cannot be read ({err}); delete it and rerun the experiment to recompute it") from err
+    if str(arrays.pop("_stamp", "")) != _stamp(record):
+        return None
+    return arrays
+
+
+def cached_arrays(record: dict, compute: Callable[[], dict[str, Any]]) -> dict:
+    """The stored arrays of `record`, else `compute()`'s, stored. Rerun or not, arrays follow their
+    record: a retrained record has a new date, so its old arrays no longer match."""
+    arrays = load_arrays(record)
+    if arrays is None:
+        save_arrays(record, compute())
+        arrays = load_arrays(record)
+    return arrays
 
 
 def label(record: dict) -> str:

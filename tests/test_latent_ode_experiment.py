@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from odecore import paper, results
 from odecore.experiments import latent_ode as exp
+from odecore.figures import latent_ode as figures
 
 
 
@@ -51,10 +53,14 @@ def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
     # a matching result is loaded, not retrained
     again = exp.run_spirals("smoke", progress=False)
     assert again["date"] == rec["date"] and again["config_hash"] == rec["config_hash"]
-    # figures load the trained weights without training
-    model = exp.load_model("smoke", "latent_ode", 30)
-    assert not model.training
-    exp.load_poisson("smoke")
+    # the run stored what Figures 7-10 draw, for this record; the figures draw it
+    arrays, p_arrays = results.load_arrays(rec), results.load_arrays(pois)
+    assert arrays["fig9/paths"].shape == (cfg.latent_dim + 1, exp.FIG9_STEPS, cfg.n_times + cfg.n_extrap, 2)
+    assert [int(n) for n in arrays["counts"]] == sorted(cfg.obs_counts) and np.isfinite(arrays["fig8/latent"]).all()
+    assert p_arrays["lam"].shape == (exp.FIG7_SEQUENCES, exp.FIG7_TIMES) and (p_arrays["lam"] > 0).all()
+    for fig in (figures.fig8(rec, arrays), figures.fig9(rec, arrays), figures.fig10(rec, arrays),
+                figures.fig7(pois, p_arrays)):
+        assert fig.axes
 
 
 def test_finished_subrun_is_kept(dirs):

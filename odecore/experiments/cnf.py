@@ -12,8 +12,10 @@ Three parts, one module:
 Every training run is a "sub-run" keyed by the hash of its own settings. Its resume state and its
 finished summary live in results.scratch_dir()/cnf/, so an interrupted profile loses at most one
 chunk of iterations, and changing the profile's list of runs reuses every finished one. Each
-finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt: the figures
-sample from these (plotting never trains).
+finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt. From these
+the run then computes what the figures draw (`density_arrays`, `mle_arrays`: histograms of flow
+samples, the CNF's density on a grid) and stores it beside the record (`results.save_arrays`), so
+`odecore.figures.cnf` only draws.
 
 Command line: python -m odecore.experiments.cnf --profile reduced [--rerun] [--only density|mle]
 """
@@ -32,6 +34,7 @@ import torch
 
 from odecore import profiles, results, train
 from odecore.datasets import toy2d
+from odecore.figures import cnf as figures
 from odecore.models import flows
 from odecore.solve import SolverError, odesolve
 
@@ -321,7 +324,9 @@ def run_density(profile: str | None = None) -> dict:
         return {"runs": runs, "log_z": {t: toy2d.log_normalizer(t) for t in cfg.targets},
                 "theorem1": theorem1()}
 
-    return results.cached("cnf_density", profile, cfg, compute, seeds=list(cfg.seeds))
+    record = results.cached("cnf_density", profile, cfg, compute, seeds=list(cfg.seeds))
+    results.cached_arrays(record, lambda: density_arrays(record))
+    return record
 
 
 def run_mle(profile: str | None = None) -> dict:
@@ -332,7 +337,9 @@ def run_mle(profile: str | None = None) -> dict:
     def compute() -> dict:
         return {"runs": [_train(s, "cnf_mle", profile, _progress()) for s in mle_specs(cfg)]}
 
-    return results.cached("cnf_mle", profile, cfg, compute, seeds=list(cfg.seeds))
+    record = results.cached("cnf_mle", profile, cfg, compute, seeds=list(cfg.seeds))
+    results.cached_arrays(record, lambda: mle_arrays(record))
+    return record
 
 
 def run(profile: str | None = None) -> list[dict]:
@@ -340,42 +347,16 @@ def run(profile: str | None = None) -> list[dict]:
     return [run_mle(profile), run_density(profile)]
 
 
-# ----------------------------------------------------------------------------------- tables
-def density_table(record: dict):
-    """Final KL(q || p) per target, model, size and iterations: mean, std, min and max over seeds, seeds."""
-    import pandas as pd
-
-    rows = [r for r in record["metrics"]["runs"] if "kl" in r]
-    df = pd.DataFrame(rows)
-    df["iterations"] = df["iterations"].astype(int)
-    out = (df.groupby(["task", "kind", "size", "iterations"])["kl"]
-           .agg(kl_mean="mean", kl_std="std", kl_min="min", kl_max="max", seeds="count").reset_index())
-    out["kl_std"] = out["kl_std"].where(out["seeds"] > 1)
-    return out
+# ----------------------------------------------------------------------------------- figure arrays
+FIG_SAMPLES = 20_000      # samples per histogram panel
+FIG_SEED = 0              # of the base samples every panel pushes
+FIG4_LIM, FIG4_BINS, FIG4_GRID = 4.0, 120, 200
+FIG5_LIM, FIG5_BINS, FIG5_GRID = 1.5, 120, 100
 
 
-def mle_table(record: dict):
-    """Test log-likelihood (nats, mean over the held-out points) per data set and model."""
-    import pandas as pd
-
-    rows = []
-    for r in record["metrics"]["runs"]:
-        if "test_loglik" not in r:
-            continue
-        model = f"CNF, M={r['size']}" if r["kind"] == "cnf" else f"NF, K={r['size']} planar layers"
-        rows.append({"data set": r["task"].replace("_", " ").title(), "model": model, "seed": r["seed"],
-                     "iterations": r["iterations"], "test log-likelihood": r["test_loglik"],
-                     "std. error": r["test_loglik_se"], "train time (s)": r["train_time_s"]})
-    return pd.DataFrame(rows)
-
-
-def failures(record: dict) -> list[dict]:
-    return [r for r in record["metrics"]["runs"] if "failed" in r]
-
-
-# ----------------------------------------------------------------------------------- figures
 def _run(record: dict, kind: str, task: str, size: int, seed: int | None = None,
          iterations: int | None = None) -> dict | None:
+    """The finished sub-run of `record` with these settings, None if there is none (or it failed)."""
     for r in record["metrics"]["runs"]:
         if (r["kind"], r["task"], r["size"]) == (kind, task, size) and "failed" not in r \
                 and (seed is None or r["seed"] == seed) and (iterations is None or r["iterations"] == iterations):
@@ -383,158 +364,68 @@ def _run(record: dict, kind: str, task: str, size: int, seed: int | None = None,
     return None
 
 
-def _hist(ax, pts: np.ndarray, lim: float, bins: int = 120) -> None:
-    ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]], cmap="viridis",
-              density=True, rasterized=True)
-    ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
+def histogram(pts: torch.Tensor | np.ndarray, lim: float, bins: int) -> np.ndarray:
+    """Density histogram of 2-D points on [-lim, lim]^2, indexed [x bin, y bin] (as np.histogram2d)."""
+    pts = np.asarray(pts)
+    h, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]], density=True)
+    return h.astype(np.float32)
 
 
-def figure_theorem1(th: dict):
-    """Delta log p by -int tr(df/dz) (lines) against -log|det dz(t)/dz0| by autograd (markers)."""
-    from odecore import plots
-
-    fig, ax = plots.subplots(1, 1, width=4.6, height=3.2)
-    t = np.array(th["t"])
-    for i, (a, b) in enumerate(zip(th["delta_logp"], th["neg_logdet"])):
-        line, = ax.plot(t, a, label="$-\\int_0^t \\mathrm{tr}(\\partial f/\\partial z)$" if i == 0 else None)
-        ax.plot(t, b, "o", ms=4, mfc="none", color=line.get_color(),
-                label="$-\\log|\\det \\partial z(t)/\\partial z_0|$" if i == 0 else None)
-    ax.set_xlabel("t"); ax.set_ylabel("$\\log p(z(t)) - \\log p(z(0))$")
-    ax.set_title(f"Theorem 1, {len(th['delta_logp'])} samples (max error {th['max_abs_err']:.1e})")
-    ax.legend(loc="best")
-    return fig
-
-
-def figure4(record: dict, n_samples: int = 20_000, seed: int = 0, lim: float = 4.0):
-    """Figure 4 (a-c): target exp(-U), then NF K=... and CNF M=... samples, one row per target."""
-    from odecore import plots
-
+def density_arrays(record: dict) -> dict[str, np.ndarray]:
+    """What Figure 4 (a-c) draws: exp(-U) of each target on a grid, and a histogram of FIG_SAMPLES
+    samples of each seed-0 flow (key "<target>/<kind><size>"); every image indexed [x, y]."""
     cfg = record["config"]
-    targets = cfg["targets"]
-    cols = [("target", None)] + [("nf", k) for k in cfg["nf_layers"]] + [("cnf", m) for m in cfg["cnf_units"]]
-    fig, axes = plots.subplots(len(targets), len(cols), width=1.45, height=1.45, squeeze=False)
-    g = torch.Generator().manual_seed(seed)
-    z0 = torch.randn(n_samples, 2, generator=g)
-    X, Y, pts = toy2d.grid(lim, 200)
-    for r, target in enumerate(targets):
-        for c, (kind, size) in enumerate(cols):
-            ax = axes[r, c]
-            if kind == "target":
-                dens = torch.exp(-toy2d.energy(target, pts)).reshape(X.shape)
-                ax.pcolormesh(X, Y, dens, cmap="viridis", rasterized=True)
-                ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
-                ax.set_ylabel(target)
-            else:
+    z0 = torch.randn(FIG_SAMPLES, 2, generator=torch.Generator().manual_seed(FIG_SEED))
+    _, _, pts = toy2d.grid(FIG4_LIM, FIG4_GRID)
+    out = {"lim": np.float32(FIG4_LIM)}
+    for target in cfg["targets"]:
+        out[f"{target}/target"] = torch.exp(-toy2d.energy(target, pts)).reshape(FIG4_GRID, FIG4_GRID).T.numpy()
+        for kind, sizes in (("nf", cfg["nf_layers"]), ("cnf", cfg["cnf_units"])):
+            for size in sizes:
                 run = _run(record, kind, target, size, seed=0, iterations=cfg[f"{kind}_iterations"])
-                if run is None:
-                    ax.axis("off")
-                    continue
-                with torch.no_grad():
-                    x, _ = _density_sample(load_model(record, run["name"]), z0)
-                _hist(ax, x.numpy(), lim)
-                ax.set_xlabel(f"KL {run['kl']:.2f}", fontsize=8)
-            if r == 0:
-                ax.set_title("target" if kind == "target" else f"{kind.upper()} {'K' if kind == 'nf' else 'M'}={size}")
-    return fig
+                if run is not None:
+                    with torch.no_grad():
+                        x, _ = _density_sample(load_model(record, run["name"]), z0)
+                    out[f"{target}/{kind}{size}"] = histogram(x, FIG4_LIM, FIG4_BINS)
+    return out
 
 
-def figure4d(record: dict):
-    """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; lines join
-    the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
-    single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000)."""
-    import matplotlib.ticker as mticker
-    import pandas as pd
-    import seaborn as sns
-
-    from odecore import plots
-
-    cfg = record["config"]
-    tab = density_table(record)
-    targets = cfg["targets"]
-    labels_of = {"nf": f"NF ({cfg['nf_iterations']:,} RMSprop it.)", "cnf": f"CNF ({cfg['cnf_iterations']:,} Adam it.)"}
-    runs = pd.DataFrame([{"task": r["task"], "size": r["size"], "kl": r["kl"], "flow": labels_of[r["kind"]]}
-                         for r in record["metrics"]["runs"]
-                         if "kl" in r and r["iterations"] == cfg[f"{r['kind']}_iterations"]])
-    palette = {labels_of[k]: plots.COLORS[k] for k in labels_of}
-    cols = 2 if len(targets) > 2 else len(targets)   # four targets wrap into two rows
-    fig, axes = plots.subplots(-(-len(targets) // cols), cols, width=2.9, height=2.5, squeeze=False)
-    for ax in axes.flat[len(targets):]:
-        ax.set_axis_off()
-    for ax, target in zip(axes.flat, targets):
-        sub = runs[runs.task == target]
-        # the mean over seeds, its band from the lowest to the highest seed, and every seed as a dot
-        sns.lineplot(sub, x="size", y="kl", hue="flow", palette=palette, hue_order=list(palette), marker="o",
-                     errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, legend=False, ax=ax)
-        sns.scatterplot(sub, x="size", y="kl", hue="flow", palette=palette, hue_order=list(palette), alpha=0.4, s=12,
-                        legend=False, ax=ax)
-        for label, color in palette.items():
-            ax.plot([], [], "o-", color=color, label=label)
-        longs = tab[(tab.task == target) & (tab.kind == "cnf") & (tab.iterations == cfg["long_iterations"])
-                    & (cfg["long_iterations"] != cfg["cnf_iterations"])]
-        if len(longs):
-            ax.plot(longs["size"], longs["kl_mean"], "*", ms=12, color=plots.COLORS["cnf"],
-                    label=f"CNF ({cfg['long_iterations']:,} Adam it.)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(sorted(set(cfg["nf_layers"]) | set(cfg["cnf_units"])))
-        ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
-        ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(mticker.NullFormatter())
-        ax.set_xlabel("K (NF) or M (CNF)")
-        ax.set_ylabel("")
-        ax.set_title(target)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("final KL(q || p) (nats)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes.flat[1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h); labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
-    return fig
+def gaussian_loglik(data: str, n_test: int) -> float:
+    """Test log-likelihood of the best single Gaussian (fitted to 20,000 training draws): what any flow must beat."""
+    x, x_test = toy2d.sample(data, 20_000, 1).double(), toy2d.sample(data, n_test, 424_242).double()
+    return float(torch.distributions.MultivariateNormal(x.mean(0), torch.cov(x.T)).log_prob(x_test).mean())
 
 
-def figure5(record: dict, n_samples: int = 20_000, seed: int = 0, lim: float = 1.5, n_grid: int = 100):
-    """Figure 5 for each data set: target; rows density (CNF p_t), samples (CNF), NF samples;
-    columns at 5, 20, 40, 60, 80, 100% of the flow (of t1 for the CNF, of the layers for the NF)."""
-    from odecore import paper, plots
+def mle_arrays(record: dict) -> dict[str, np.ndarray]:
+    """What Figure 5 draws, per data set: a histogram of the data; the CNF's density p_t on a grid and
+    a histogram of its samples at each fraction of t1; the NF's samples after each fraction of its layers.
+    Also the single Gaussian's test log-likelihood, the baseline the chapter compares the flows with."""
+    from odecore import paper
 
     cfg = record["config"]
     fracs = paper.FIGURE5["fractions"]
-    figs = {}
+    _, _, pts = toy2d.grid(FIG5_LIM, FIG5_GRID)
+    out = {"lim": np.float32(FIG5_LIM)}
     for data in cfg["datasets"]:
-        fig, axes = plots.subplots(3, len(fracs) + 1, width=1.45, height=1.45, squeeze=False)
-        target = toy2d.sample(data, n_samples, 31_337).numpy()
+        out[f"{data}/target"] = histogram(toy2d.sample(data, FIG_SAMPLES, 31_337), FIG5_LIM, FIG5_BINS)
+        out[f"{data}/gaussian_loglik"] = np.float64(gaussian_loglik(data, cfg["n_test"]))
         cnf_run, nf_run = _run(record, "cnf", data, cfg["cnf_units"]), _run(record, "nf", data, cfg["nf_layers"])
-        g = torch.Generator().manual_seed(seed)
-        for r in range(3):
-            _hist(axes[r, 0], target, lim)
-        axes[0, 0].set_title("target")
-        for r, name in enumerate(("density", "samples", "NF")):
-            axes[r, 0].set_ylabel(name)
-        X, Y, pts = toy2d.grid(lim, n_grid)
         if cnf_run is not None:
             cnf = load_model(record, cnf_run["name"])
-            z0 = cnf.sample_base(n_samples, g)
-            times = torch.tensor([0.0] + [f * cnf.t1 for f in fracs])
+            z0 = cnf.sample_base(FIG_SAMPLES, torch.Generator().manual_seed(FIG_SEED))
             with torch.no_grad():
-                zs, _ = cnf.push(z0, times)
-                for c, f in enumerate(fracs, start=1):
-                    logp = cnf.log_prob(pts, t=f * cnf.t1).reshape(X.shape)
-                    ax = axes[0, c]
-                    ax.pcolormesh(X, Y, logp.exp(), cmap="viridis", rasterized=True)
-                    ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
-                    ax.set_title(f"{round(100 * f)}%")
-                    _hist(axes[1, c], zs[c].numpy(), lim)
+                zs, _ = cnf.push(z0, torch.tensor([0.0] + [f * cnf.t1 for f in fracs]))
+                out[f"{data}/cnf_density"] = np.stack([
+                    cnf.log_prob(pts, t=f * cnf.t1).exp().reshape(FIG5_GRID, FIG5_GRID).T.numpy() for f in fracs])
+            out[f"{data}/cnf_samples"] = np.stack([histogram(zs[c], FIG5_LIM, FIG5_BINS)
+                                                   for c in range(1, len(fracs) + 1)])
         if nf_run is not None:
             nf = load_model(record, nf_run["name"])
-            z = cfg["base_std"] * torch.randn(n_samples, 2, generator=torch.Generator().manual_seed(seed))
-            for c, f in enumerate(fracs, start=1):
-                _hist(axes[2, c], nf.inverse(z, round(f * len(nf.layers))).numpy(), lim)
-        fig.suptitle(data.replace("_", " ").title())
-        figs[data] = fig
-    return figs
+            z = cfg["base_std"] * torch.randn(FIG_SAMPLES, 2, generator=torch.Generator().manual_seed(FIG_SEED))
+            with torch.no_grad():
+                out[f"{data}/nf_samples"] = np.stack([histogram(nf.inverse(z, round(f * len(nf.layers))), FIG5_LIM,
+                                                                FIG5_BINS) for f in fracs])
+    return out
 
 
 # ----------------------------------------------------------------------------------- scoreboard
@@ -547,7 +438,7 @@ def scoreboard(record: dict) -> list[dict]:
         rows.append({"item": "Theorem 1", "quantity": "max abs difference, -int tr(df/dz) dt against "
                      "-log det(dz(t)/dz0) by autograd, random 2-D CNF", "paper": 0.0, "ours": th["max_abs_err"],
                      "unit": "nats", "tolerance": 1e-6, "note": "an exact identity; tolerance set by the solver's 1e-10"})
-        tab = density_table(record)
+        tab = figures.density_table(record)
         cfg = record["config"]
         big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
         wins = 0

@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ from odecore.models.latent_ode import LatentODE, PoissonLatentODE, RNNBaseline
 
 EXPERIMENTS = ("latent_ode", "latent_ode_poisson", "latent_ode_sampling", "latent_ode_coverage")
 MODELS = ("rnn", "latent_ode")
+NAMES = {"rnn": "RNN", "latent_ode": "latent ODE"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +192,11 @@ def load_model(profile: str, model: str, n: int, seed: int | None = None) -> Lat
 
 def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def config_of(record: dict) -> Config:
+    """The Config a "latent_ode" record was made with (JSON lists back to tuples)."""
+    return Config(**_tuples(record["config"]))
 
 
 def rmse_split(pred: torch.Tensor, truth: torch.Tensor, n_times: int) -> dict:
@@ -356,7 +361,9 @@ def run_spirals(profile: str | None = None, *, progress: bool = True) -> dict:
         return {"runs": runs, "table2": table2(runs), "coverage": cover, "test_theta0": d.theta0[d.test].tolist(),
                 "train_theta0_range": list(train_range(cfg) or cfg.theta0_range)}
 
-    return results.cached("latent_ode", profile, cfg, compute, seeds=list(cfg.seeds))
+    record = results.cached("latent_ode", profile, cfg, compute, seeds=list(cfg.seeds))
+    results.cached_arrays(record, lambda: spiral_arrays(record))
+    return record
 
 
 # --------------------------------------------------------------------------- Poisson process
@@ -477,7 +484,9 @@ def run_poisson(profile: str | None = None, *, progress: bool = True) -> dict:
             "train_time_s": sum(h["time_s"] for h in history),
         }
 
-    return results.cached("latent_ode_poisson", profile, cfg, compute, seeds=[cfg.seed])
+    record = results.cached("latent_ode_poisson", profile, cfg, compute, seeds=[cfg.seed])
+    results.cached_arrays(record, lambda: poisson_arrays(record))
+    return record
 
 
 # Irregular against regular observation times: the profile's training, one seed, the sparse n only
@@ -584,12 +593,11 @@ def scoreboard(record: dict) -> list[dict]:
                  f"{m['true_loglik']:.2f}, homogeneous: {m['homogeneous_loglik']:.2f})",
                  "paper": None, "ours": round(m["test_loglik"], 2), "unit": "nats", "tolerance": None}]
     rows = []
-    names = {"rnn": "RNN", "latent_ode": "latent ODE"}
     for model in MODELS:
         for n, cell in m["table2"][model].items():
             k = len(cell["values"])
             spread = f"mean of {k} seeds, sd {cell['std']:.3f}" if k > 1 else f"seed {cell['seeds'][0]}"
-            rows.append({"item": "Table 2", "quantity": f"{names[model]} RMSE over the 100 times beyond the window, "
+            rows.append({"item": "Table 2", "quantity": f"{NAMES[model]} RMSE over the 100 times beyond the window, "
                          f"{n}/100 observed ({spread}; inside the window {cell['rmse_window']:.3f}, "
                          f"straddling reading {cell['rmse_straddle']:.3f})",
                          "paper": cell["paper"], "ours": round(cell["mean"], 4), "unit": "",
@@ -600,49 +608,14 @@ def scoreboard(record: dict) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
-    cli(lambda p: run(p), PROFILES, __doc__.splitlines()[0])
+# --------------------------------------------------------------------------- what the figures draw
+# Computed once from the trained models when the record is made, stored beside it
+# (results.save_arrays), and only drawn by odecore.figures.latent_ode.
 
-
-# --------------------------------------------------------------------------- tables and figures
-# Pure functions of a record and the committed checkpoints: they never train.
-
-NAMES = {"rnn": "RNN", "latent_ode": "latent ODE"}
-
-
-def table2_frame(record: dict):
-    """Table 2 as a DataFrame: paper and ours (mean +- sd over seeds) per model and n."""
-    import pandas as pd
-
-    t2 = record["metrics"]["table2"]
-    rows = []
-    pm = lambda c, k: f"{c[k]:.3f} ± {c[k + '_std']:.3f}"  # noqa: E731
-    for n in sorted(t2["latent_ode"], key=int):
-        row = {"observed": f"{n}/100"}
-        for model in MODELS:
-            c = t2[model][n]
-            row[f"{NAMES[model]}: paper"] = c["paper"]
-            row[f"{NAMES[model]}: ours"] = f"{c['mean']:.3f} ± {c['std']:.3f}"
-        for model in MODELS:
-            c = t2[model][n]
-            row[f"{NAMES[model]}: window"] = pm(c, "rmse_window")
-            row[f"{NAMES[model]}: straddling"] = pm(c, "rmse_straddle")
-            row[f"{NAMES[model]}: median spiral"] = pm(c, "rmse_beyond_median")
-        row["RNN: naive free run"] = pm(t2["rnn"][n], "rmse_naive")
-        for model in MODELS:
-            if "independent" in t2[model][n]:
-                row[f"{NAMES[model]}: other data seed"] = f"{t2[model][n]['independent']:.3f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def runs_frame(record: dict):
-    """One row per sub-run: model, n, seed, the RMSEs, likelihood, time and NFE."""
-    import pandas as pd
-
-    keep = ["model", "n", "seed", "rmse", "rmse_window", "rmse_straddle", "rmse_beyond_median", "rmse_naive",
-            "test_loglik", "iterations", "train_time_s", "s_per_iter", "nfe_forward_final"]
-    return pd.DataFrame([{k: r.get(k) for k in keep} for r in record["metrics"]["runs"]])
+FIG_EXAMPLES = 2      # test spirals drawn in Figures 8 and 10, alternating direction
+FIG8_LATENT = 60      # test spirals whose latent paths Figure 8 (c) draws
+FIG9_STEPS, FIG9_SPAN = 7, 1.0   # Figure 9: values per swept dimension, and the sweep's half-width
+FIG7_SEQUENCES, FIG7_TIMES = 3, 400
 
 
 def _example_spirals(d, k: int = 2) -> list[int]:
@@ -651,80 +624,6 @@ def _example_spirals(d, k: int = 2) -> list[int]:
     ccw = [i for i in test if d.direction[i] > 0]
     cw = [i for i in test if d.direction[i] < 0]
     return [x for pair in zip(ccw, cw) for x in pair][:k]
-
-
-def _draw_spiral(ax, d, i, x, t_obs, pred, color, label):
-    nt = d.n_times
-    ax.plot(*d.truth[i].T, color="0.75", lw=3, label="truth", zorder=0)
-    ax.plot(*pred[:nt].T, color=color, lw=1.6, label=f"{label}: reconstruction")
-    ax.plot(*pred[nt - 1:].T, color=color, lw=1.6, ls="--", label=f"{label}: extrapolation")
-    ax.scatter(*x.T, s=8, color="k", zorder=3, label="observed")
-    ax.set_aspect("equal")
-
-
-def fig6():
-    """Figure 6 of the paper, the model, as a diagram."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyBboxPatch
-
-    from odecore import plots
-
-    fig, ax = plots.subplots(1, 1, width=9.5, height=3.6)
-    ax.set_axis_off()
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 4)
-    ax.grid(False)
-
-    def box(x, y, w, h, text, color):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="0.3", alpha=0.9))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
-
-    def arrow(a, b, text="", **kw):
-        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, **kw))
-        if text:
-            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, text, ha="center", fontsize=8)
-
-    # observations at irregular times, read backwards by the RNN
-    ts = [0.3, 0.75, 1.5, 1.8, 2.6]
-    for k, t in enumerate(ts):
-        ax.plot(t, 0.6, "o", color="k", ms=5)
-        ax.text(t, 0.25, f"$x_{{t_{k}}}$", ha="center", fontsize=9)
-    ax.plot([0.1, 2.9], [0.6, 0.6], color="0.6", lw=0.8)
-    ax.text(1.5, 0.0, "observations at irregular times", ha="center", fontsize=8)
-    for k in range(len(ts) - 1, 0, -1):
-        arrow((ts[k], 1.35), (ts[k - 1] + 0.08, 1.35))
-    for t in ts:
-        box(t - 0.13, 1.2, 0.26, 0.3, "h", plots.COLORS["rnn"] + "55")
-        arrow((t, 0.7), (t, 1.15))
-    ax.text(1.5, 1.75, "RNN encoder, reads backwards with time gaps", ha="center", fontsize=8)
-    box(3.3, 1.05, 1.2, 0.6, r"$q(z_{t_0}) = \mathcal{N}(\mu, \sigma^2)$", "#dddddd")
-    arrow((ts[0] - 0.15, 1.35), (0.05, 1.35))
-    ax.annotate("", xy=(3.25, 1.35), xytext=(0.05, 1.35),
-                arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, connectionstyle="arc3,rad=0.35"))
-    # latent trajectory
-    import numpy as np
-
-    tt = np.linspace(0, 4.6, 200)
-    zx, zy = 5.0 + tt, 2.4 + 0.5 * np.sin(1.6 * tt)
-    ax.plot(zx[:130], zy[:130], color=plots.COLORS["latent_ode"], lw=2)
-    ax.plot(zx[129:], zy[129:], color=plots.COLORS["latent_ode"], lw=2, ls="--")
-    arrow((4.55, 1.45), (zx[0] - 0.05, zy[0] - 0.05), "sample")
-    ax.text(zx[0], zy[0] + 0.75, r"$z_{t_0}$", ha="center", fontsize=10)
-    ax.text(7.3, 3.55, r"ODESolve$(z_{t_0}, f, \theta_f, t_0, \ldots, t_M)$: one solve, any times",
-            ha="center", fontsize=9)
-    marks = [0, 25, 60, 80, 115, 150, 185]
-    for k in marks:
-        ax.plot(zx[k], zy[k], "o", color=plots.COLORS["latent_ode"], ms=4)
-        arrow((zx[k], zy[k] - 0.1), (zx[k], 1.0))
-        ax.plot(zx[k], 0.6, "s", color="#2ca02c" if k < 130 else "#ff7f0e", ms=5)
-    ax.plot([4.9, 9.8], [0.6, 0.6], color="0.6", lw=0.8)
-    ax.text(6.2, 0.0, "reconstruction", ha="center", fontsize=8, color="#2ca02c")
-    ax.text(8.9, 0.0, "extrapolation", ha="center", fontsize=8, color="#ff7f0e")
-    ax.text(5.2, 1.3, "decoder", fontsize=8)
-    ax.axvline(zx[130], ymin=0.05, ymax=0.85, color="0.5", ls=":", lw=1)
-    ax.text(zx[130] + 0.05, 3.1, r"$t_N$", fontsize=9)
-    plt.close(fig)
-    return fig
 
 
 def latent_projection(z: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -740,261 +639,63 @@ def latent_projection(z: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     return (z - centre) @ basis
 
 
-def fig8(record: dict, n: int = 30, k: int = 2, n_latent: int = 60):
-    """Figure 8: (a) RNN and (b) latent ODE on test spirals, (c) latent trajectories by direction."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
+def spiral_arrays(record: dict) -> dict[str, np.ndarray]:
+    """What Figures 8-10 draw, from the figure seed's trained models: Figure 8 at the fewest observed
+    times (RNN and latent ODE on the example spirals, and latent paths by direction), Figure 9 at the
+    most (decoded paths while one dimension of z_t0 moves, and on the line between two directions),
+    Figure 10 at every n (the latent ODE's reconstructions of the same example spirals)."""
     profile = record["profile"]
-    cfg = PROFILES[profile]
+    cfg = config_of(record)
     d = data(cfg)
-    x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
-    rnn, lode = load_model(profile, "rnn", n), load_model(profile, "latent_ode", n)
-    which = _example_spirals(d, k)
-    fig, axes = plots.subplots(k, 3, width=3.3, height=3.1)
-    axes = np.atleast_2d(axes)
-    p_rnn = rnn.predict(x[which], t_obs[which], d.t, step=train_gap(d, t_obs))
-    p_ode = lode.predict(x[which], t_obs[which], d.t)
-    for row, i in enumerate(which):
-        _draw_spiral(axes[row, 0], d, i, x[i], t_obs[i], p_rnn[row], plots.COLORS["rnn"], "RNN")
-        _draw_spiral(axes[row, 1], d, i, x[i], t_obs[i], p_ode[row], plots.COLORS["latent_ode"], "latent ODE")
-    axes[0, 0].set_title(f"(a) RNN, {n}/100 observed")
-    axes[0, 1].set_title(f"(b) latent ODE, {n}/100 observed")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    h2, l2 = axes[0, 1].get_legend_handles_labels()
-    for ax in axes[1:, 2]:
-        ax.set_axis_off()
-    axes[-1, 2].legend(handles[:3] + h2[1:3], labels[:3] + l2[1:3], loc="center", fontsize=8)
-    # (c) latent trajectories of many test spirals, first two principal components
-    ccw, cw = d.test[d.direction[d.test] > 0], d.test[d.direction[d.test] < 0]
-    sel = torch.cat([ccw[: n_latent // 2], cw[: n_latent // 2]])
+    which = _example_spirals(d, FIG_EXAMPLES)
+    counts = sorted(cfg.obs_counts)
+    out: dict[str, np.ndarray] = {"examples": np.array(which), "truth": d.truth[which].numpy(),
+                                  "n_times": np.array(d.n_times), "counts": np.array(counts)}
+    observed = {n: spiral_data.observe(d, n, cfg.data_seed) for n in counts}
     with torch.no_grad():
+        for n in counts:   # Figure 10
+            x, t_obs, _ = observed[n]
+            out[f"fig10/{n}/x"] = x[which].numpy()
+            out[f"fig10/{n}/pred"] = np.asarray(load_model(profile, "latent_ode", n).predict(x[which], t_obs[which], d.t))
+        n = counts[0]      # Figure 8
+        x, t_obs, _ = observed[n]
+        rnn, lode = load_model(profile, "rnn", n), load_model(profile, "latent_ode", n)
+        out["fig8/n"] = np.array(n)
+        out["fig8/pred_rnn"] = np.asarray(rnn.predict(x[which], t_obs[which], d.t, step=train_gap(d, t_obs)))
+        ccw, cw = d.test[d.direction[d.test] > 0], d.test[d.direction[d.test] < 0]
+        sel = torch.cat([ccw[: FIG8_LATENT // 2], cw[: FIG8_LATENT // 2]])
         z0, _ = lode.encoder(x[sel], t_obs[sel])
-        z = lode.latent_path(z0, d.t)
-    proj = latent_projection(z, d.direction[sel]).numpy()
-    axc = axes[0, 2]
-    for j, i in enumerate(sel.tolist()):
-        color = "#2ca02c" if d.direction[i] > 0 else "#9467bd"
-        axc.plot(proj[j, :, 0], proj[j, :, 1], color=color, lw=0.8, alpha=0.7)
-        axc.plot(proj[j, 0, 0], proj[j, 0, 1], "o", color=color, ms=2.5)
-    axc.plot([], [], color="#2ca02c", label="counter-clockwise")
-    axc.plot([], [], color="#9467bd", label="clockwise")
-    axc.legend(fontsize=7)
-    axc.set_title("(c) latent trajectories")
-    axc.set_xlabel("between-direction axis")
-    axc.set_ylabel("main remaining axis")
-    plt.close(fig)
-    return fig
-
-
-def fig9(record: dict, n: int = 100, dims: tuple[int, ...] | None = None, steps: int = 7, span: float = 1.0):
-    """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean),
-    and a last panel moving z_t0 on the line from a counter-clockwise spiral's posterior mean to a clockwise one's."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
-    profile = record["profile"]
-    cfg = PROFILES[profile]
-    d = data(cfg)
-    x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
-    lode = load_model(profile, "latent_ode", n)
-    dims = tuple(range(cfg.latent_dim)) if dims is None else dims
-    i, j = _example_spirals(d, 2)
-    with torch.no_grad():
-        z_ref, _ = lode.encoder(x[[i, j]], t_obs[[i, j]])
-    cols = math.ceil((len(dims) + 1) / 2)  # the panels wrap into two rows
-    fig, axes = plots.subplots(2, cols, width=2.8, height=2.8)
-    axes = axes.flatten()
-    for ax in axes[len(dims) + 1:]:
-        ax.set_axis_off()
-    cmap = plt.get_cmap("coolwarm")
-    starts = []
-    for dim in dims:
-        z0 = z_ref[:1].repeat(steps, 1)
-        z0[:, dim] = z_ref[0, dim] + torch.linspace(-span, span, steps)
-        starts.append((f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}", z0))
-    w = torch.linspace(0, 1, steps)[:, None]
-    starts.append(("counter-clockwise → clockwise", (1 - w) * z_ref[:1] + w * z_ref[1:]))
-    for ax, (title, z0) in zip(axes, starts):
-        path = lode.predict(None, None, d.t, z0=z0)
-        for s in range(steps):
-            ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
-            ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
-        ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-    plt.close(fig)
-    return fig
-
-
-def fig10(record: dict, k: int = 2):
-    """Figure 10: latent ODE reconstructions of the same test spirals from 30, 50 and 100 observations."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
-    profile = record["profile"]
-    cfg = PROFILES[profile]
-    d = data(cfg)
-    which = _example_spirals(d, k)
-    fig, axes = plots.subplots(k, len(cfg.obs_counts), width=3.0, height=2.9)
-    axes = np.atleast_2d(axes)
-    for col, n in enumerate(cfg.obs_counts):
-        x, t_obs, _ = spiral_data.observe(d, n, cfg.data_seed)
+        out["fig8/latent"] = latent_projection(lode.latent_path(z0, d.t), d.direction[sel]).numpy()
+        out["fig8/direction"] = d.direction[sel].numpy()
+        n = counts[-1]     # Figure 9
+        x, t_obs, _ = observed[n]
         lode = load_model(profile, "latent_ode", n)
-        pred = lode.predict(x[which], t_obs[which], d.t)
-        for row, i in enumerate(which):
-            _draw_spiral(axes[row, col], d, i, x[i], t_obs[i], pred[row], plots.COLORS["latent_ode"], "latent ODE")
-        axes[0, col].set_title(f"{n}/100 observed")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
-    plt.close(fig)
-    return fig
-
-
-def fig7(record: dict, k: int = 3):
-    """Figure 7: learned intensity lambda(z(t)) against the true one, events as ticks, k test sequences."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
-    profile = record["profile"]
-    cfg = POISSON_PROFILES[profile]
-    ev = make_events(cfg)
-    net = load_poisson(profile)
-    which = ev.test[:k]
-    t = torch.linspace(0, cfg.t_end, 400)
-    lam = net.intensity(ev.times[which], ev.mask[which], t)
-    lam_true = true_intensity(cfg, ev.omega[which], ev.phi[which], t)
-    fig, axes = plots.subplots(k, 1, width=7.5, height=1.7, sharex=True)
-    for row, ax in enumerate(np.atleast_1d(axes)):
-        i = which[row]
-        ax.plot(t, lam_true[row], color="0.6", lw=2.5, label=r"true $\lambda(t)$")
-        ax.plot(t, lam[row], color=plots.COLORS["latent_ode"], label=r"learned $\lambda(z(t))$")
-        events = ev.times[i][ev.mask[i].bool()]
-        ax.plot(events, np.zeros(len(events)), "|", color="k", ms=12, mew=1.2, label="events")
-        ax.set_ylabel("intensity")
-    axes[0].legend(ncol=3, fontsize=8, loc="upper right")
-    axes[-1].set_xlabel("t")
-    plt.close(fig)
-    return fig
-
-
-def fig_training(record: dict):
-    """Training loss per epoch for every sub-run (latent ODE: -ELBO; RNN: NLL), log scale."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
-    runs = record["metrics"]["runs"]
-    counts = sorted({r["n"] for r in runs})
-    fig, axes = plots.subplots(1, len(counts), width=3.0, height=2.6, sharey=True)
-    for ax, n in zip(np.atleast_1d(axes), counts):
-        for r in runs:
-            if r["n"] == n:
-                loss = np.array(r["loss_history"])
-                ax.plot(np.arange(1, len(loss) + 1), loss - loss.min() + 1, color=plots.COLORS[r["model"]],
-                        alpha=0.7, lw=1)
-        ax.set_yscale("log")
-        ax.set_title(f"{n}/100 observed")
-        ax.set_xlabel("epoch")
-    np.atleast_1d(axes)[0].set_ylabel("loss - min + 1")
-    for model in MODELS:
-        np.atleast_1d(axes)[-1].plot([], [], color=plots.COLORS[model], label=NAMES[model])
-    np.atleast_1d(axes)[-1].legend(fontsize=8)
-    plt.close(fig)
-    return fig
-
-
-def uncovered_share(cover: dict) -> dict[str, float]:
-    """From a "latent_ode_coverage" record, pooled over its runs: the share of test spirals whose
-    extrapolation leaves the covered angles, their share of the squared beyond-window error, and the
-    median per-spiral beyond RMSE on either side of the coverage edge."""
-    inside, outside = [], []
-    for r in cover["metrics"]["runs"]:
-        edge = r["coverage"]["edge"]
-        for theta0, e in zip(r["theta0"], r["per_spiral_beyond"]):
-            (inside if theta0 <= edge else outside).append(e)
-    sq_in, sq_out = sum(e * e for e in inside), sum(e * e for e in outside)
-    return {"spirals": len(outside) / max(len(inside) + len(outside), 1),
-            "squared_error": sq_out / max(sq_in + sq_out, 1e-30),
-            "median_inside": float(np.median(inside)) if inside else float("nan"),
-            "median_outside": float(np.median(outside)) if outside else float("nan")}
-
-
-def fig_coverage(record: dict, cover: dict):
-    """Per test spiral, the latent ODE's RMSE beyond the window against its start angle: (a) the first
-    design (training and test starts from one range), (b) the covered design; dotted, the coverage edge
-    (the largest start angle whose extrapolation stays inside the angles the training observations reach)."""
-    import matplotlib.pyplot as plt
-
-    from odecore import plots
-
-    fig, axes = plots.subplots(1, 2, width=4.2, height=3.2, sharey=True)
-    colors = dict(zip((30, 50, 100), ("#9ecae1", "#4292c6", "#08306b")))
-    panels = (("(a) first design: one range of starts", cover["metrics"]["runs"], None),
-              ("(b) covered design: training starts widened", [r for r in record["metrics"]["runs"]
-                                                              if r["model"] == "latent_ode"], record))
-    for ax, (title, runs, rec) in zip(axes, panels):
-        edges = []
-        for r in runs:
-            theta0 = r["theta0"] if rec is None else rec["metrics"]["test_theta0"]
-            edge = (r["coverage"] if rec is None else rec["metrics"]["coverage"][str(r["n"])])["edge"]
-            edges.append(edge)
-            ax.scatter(theta0, r["per_spiral_beyond"], s=6, alpha=0.6, color=colors.get(r["n"], "k"),
-                       label=f"n = {r['n']}, seed {r['seed']}")
-        edge = min(edges)
-        ax.axvline(edge, color="k", ls=":", lw=1.2)
-        ax.text(edge, 0.03, "coverage edge ", transform=ax.get_xaxis_transform(), fontsize=8, rotation=90,
-                ha="right", va="bottom")
-        ax.set(xlabel=r"test spiral's start angle $\theta_0$", yscale="log", title=title)
-    axes[0].set_ylabel("RMSE beyond the window, per spiral")
-    handles, labels = axes[1].get_legend_handles_labels()
-    keep = {lab.split(",")[0]: h for h, lab in zip(handles, labels)}
-    axes[1].legend(keep.values(), keep.keys(), fontsize=8, loc="upper left")
-    plt.close(fig)
-    return fig
-
-
-def late_improvement(record: dict, epochs: int = 50) -> dict[str, float]:
-    """Per model, the largest share of a sub-run's whole training-loss decrease (latent ODE: -ELBO,
-    RNN: NLL; 5-epoch means at either end) that came in its last `epochs` epochs: how much the tail
-    of the learning curve still moved. A ratio of decreases, since -ELBO crosses zero."""
-    out = {}
-    for model in MODELS:
-        shares = []
-        for r in record["metrics"]["runs"]:
-            loss = np.array(r["loss_history"])
-            if r["model"] == model and len(loss) > epochs + 5:
-                end = loss[-5:].mean()
-                shares.append((loss[-epochs - 5:-epochs].mean() - end) / (loss[:5].mean() - end))
-        out[model] = float(max(shares)) if shares else float("nan")
+        z_ref, _ = lode.encoder(x[which[:2]], t_obs[which[:2]])
+        starts = []
+        for dim in range(cfg.latent_dim):
+            z0 = z_ref[:1].repeat(FIG9_STEPS, 1)
+            z0[:, dim] = z_ref[0, dim] + torch.linspace(-FIG9_SPAN, FIG9_SPAN, FIG9_STEPS)
+            starts.append(z0)
+        w = torch.linspace(0, 1, FIG9_STEPS)[:, None]
+        starts.append((1 - w) * z_ref[:1] + w * z_ref[1:])
+        out["fig9/n"], out["fig9/span"] = np.array(n), np.array(FIG9_SPAN)
+        out["fig9/paths"] = np.stack([np.asarray(lode.predict(None, None, d.t, z0=z0)) for z0 in starts])
     return out
 
 
-def fig_table2(record: dict):
-    """Table 2 as a picture: each seed's headline RMSE (dots) and their mean (bar) per model and n, the
-    paper's number as a black cross."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
+def poisson_arrays(record: dict) -> dict[str, np.ndarray]:
+    """What Figure 7 draws: the learned and the true intensity of the first test sequences on a grid,
+    and their events (NaN-padded)."""
+    cfg = PoissonConfig(**_tuples(record["config"]))
+    ev = make_events(cfg)
+    which = ev.test[:FIG7_SEQUENCES]
+    t = torch.linspace(0, cfg.t_end, FIG7_TIMES)
+    with torch.no_grad():
+        lam = load_poisson(record["profile"]).intensity(ev.times[which], ev.mask[which], t)
+    events = torch.where(ev.mask[which].bool(), ev.times[which], torch.full_like(ev.times[which], float("nan")))
+    return {"t": t.numpy(), "lam": np.asarray(lam), "lam_true": true_intensity(cfg, ev.omega[which], ev.phi[which], t).numpy(),
+            "events": events.numpy()}
 
-    from odecore import plots
 
-    runs = pd.DataFrame([{"model": NAMES[r["model"]], "n": r["n"], "RMSE beyond the window": r["rmse"]}
-                         for r in record["metrics"]["runs"]])
-    fig, ax = plots.subplots(1, 1, width=5.2, height=3.2)
-    palette = {NAMES[m]: plots.COLORS[m] for m in MODELS}
-    sns.pointplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, errorbar="sd",
-                  dodge=0.3, linestyles="none", markers="_", markersize=14, ax=ax)
-    sns.stripplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, dodge=True, size=5,
-                  alpha=0.7, legend=False, ax=ax)
-    counts = sorted(runs["n"].unique())
-    for k, model in enumerate(MODELS):
-        paper_vals = [paper.TABLE2[model].get(n) for n in counts]
-        ax.scatter(np.arange(len(counts)) + (k - 0.5) * 0.4, paper_vals, marker="x", color="k", s=40, zorder=5,
-                   label="paper" if k == 0 else None)
-    ax.set(xlabel="observed times n (of 100)", ylim=(0, None))
-    ax.legend(fontsize=8)
-    plt.close(fig)
-    return fig
+if __name__ == "__main__":
+    cli(lambda p: run(p), PROFILES, __doc__.splitlines()[0])

@@ -1,0 +1,313 @@
+"""Section 5's tables and figures (Table 2, Figures 6-10), from the stored records and arrays.
+
+Figures 7-10 draw what `odecore.experiments.latent_ode` computed from the trained models when it made
+the record (`spiral_arrays`, `poisson_arrays`); nothing here loads a model or solves an ODE.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from odecore import paper, plots
+from odecore.experiments.latent_ode import MODELS, NAMES
+
+
+def table2_frame(record: dict):
+    """Table 2 as a DataFrame: paper and ours (mean +- sd over seeds) per model and n."""
+    t2 = record["metrics"]["table2"]
+    rows = []
+    pm = lambda c, k: f"{c[k]:.3f} ± {c[k + '_std']:.3f}"  # noqa: E731
+    for n in sorted(t2["latent_ode"], key=int):
+        row = {"observed": f"{n}/100"}
+        for model in MODELS:
+            c = t2[model][n]
+            row[f"{NAMES[model]}: paper"] = c["paper"]
+            row[f"{NAMES[model]}: ours"] = f"{c['mean']:.3f} ± {c['std']:.3f}"
+        for model in MODELS:
+            c = t2[model][n]
+            row[f"{NAMES[model]}: window"] = pm(c, "rmse_window")
+            row[f"{NAMES[model]}: straddling"] = pm(c, "rmse_straddle")
+            row[f"{NAMES[model]}: median spiral"] = pm(c, "rmse_beyond_median")
+        row["RNN: naive free run"] = pm(t2["rnn"][n], "rmse_naive")
+        for model in MODELS:
+            if "independent" in t2[model][n]:
+                row[f"{NAMES[model]}: other data seed"] = f"{t2[model][n]['independent']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_frame(record: dict):
+    """One row per sub-run: model, n, seed, the RMSEs, likelihood, time and NFE."""
+    keep = ["model", "n", "seed", "rmse", "rmse_window", "rmse_straddle", "rmse_beyond_median", "rmse_naive",
+            "test_loglik", "iterations", "train_time_s", "s_per_iter", "nfe_forward_final"]
+    return pd.DataFrame([{k: r.get(k) for k in keep} for r in record["metrics"]["runs"]])
+
+
+def fig6():
+    """Figure 6 of the paper, the model, as a diagram."""
+    from matplotlib.patches import FancyBboxPatch
+
+
+    fig, ax = plots.subplots(1, 1, width=9.5, height=3.6)
+    ax.set_axis_off()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4)
+    ax.grid(False)
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="0.3", alpha=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+    def arrow(a, b, text="", **kw):
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, **kw))
+        if text:
+            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, text, ha="center", fontsize=8)
+
+    # observations at irregular times, read backwards by the RNN
+    ts = [0.3, 0.75, 1.5, 1.8, 2.6]
+    for k, t in enumerate(ts):
+        ax.plot(t, 0.6, "o", color="k", ms=5)
+        ax.text(t, 0.25, f"$x_{{t_{k}}}$", ha="center", fontsize=9)
+    ax.plot([0.1, 2.9], [0.6, 0.6], color="0.6", lw=0.8)
+    ax.text(1.5, 0.0, "observations at irregular times", ha="center", fontsize=8)
+    for k in range(len(ts) - 1, 0, -1):
+        arrow((ts[k], 1.35), (ts[k - 1] + 0.08, 1.35))
+    for t in ts:
+        box(t - 0.13, 1.2, 0.26, 0.3, "h", plots.COLORS["rnn"] + "55")
+        arrow((t, 0.7), (t, 1.15))
+    ax.text(1.5, 1.75, "RNN encoder, reads backwards with time gaps", ha="center", fontsize=8)
+    box(3.3, 1.05, 1.2, 0.6, r"$q(z_{t_0}) = \mathcal{N}(\mu, \sigma^2)$", "#dddddd")
+    arrow((ts[0] - 0.15, 1.35), (0.05, 1.35))
+    ax.annotate("", xy=(3.25, 1.35), xytext=(0.05, 1.35),
+                arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, connectionstyle="arc3,rad=0.35"))
+    # latent trajectory
+
+    tt = np.linspace(0, 4.6, 200)
+    zx, zy = 5.0 + tt, 2.4 + 0.5 * np.sin(1.6 * tt)
+    ax.plot(zx[:130], zy[:130], color=plots.COLORS["latent_ode"], lw=2)
+    ax.plot(zx[129:], zy[129:], color=plots.COLORS["latent_ode"], lw=2, ls="--")
+    arrow((4.55, 1.45), (zx[0] - 0.05, zy[0] - 0.05), "sample")
+    ax.text(zx[0], zy[0] + 0.75, r"$z_{t_0}$", ha="center", fontsize=10)
+    ax.text(7.3, 3.55, r"ODESolve$(z_{t_0}, f, \theta_f, t_0, \ldots, t_M)$: one solve, any times",
+            ha="center", fontsize=9)
+    marks = [0, 25, 60, 80, 115, 150, 185]
+    for k in marks:
+        ax.plot(zx[k], zy[k], "o", color=plots.COLORS["latent_ode"], ms=4)
+        arrow((zx[k], zy[k] - 0.1), (zx[k], 1.0))
+        ax.plot(zx[k], 0.6, "s", color="#2ca02c" if k < 130 else "#ff7f0e", ms=5)
+    ax.plot([4.9, 9.8], [0.6, 0.6], color="0.6", lw=0.8)
+    ax.text(6.2, 0.0, "reconstruction", ha="center", fontsize=8, color="#2ca02c")
+    ax.text(8.9, 0.0, "extrapolation", ha="center", fontsize=8, color="#ff7f0e")
+    ax.text(5.2, 1.3, "decoder", fontsize=8)
+    ax.axvline(zx[130], ymin=0.05, ymax=0.85, color="0.5", ls=":", lw=1)
+    ax.text(zx[130] + 0.05, 3.1, r"$t_N$", fontsize=9)
+    plt.close(fig)
+    return fig
+
+
+def _draw_spiral(ax, truth: np.ndarray, x: np.ndarray, pred: np.ndarray, n_times: int, color: str, label: str) -> None:
+    """One spiral: the noise-free truth, the observations, the reconstruction (solid) and extrapolation (dashed)."""
+    ax.plot(*truth.T, color="0.75", lw=3, label="truth", zorder=0)
+    ax.plot(*pred[:n_times].T, color=color, lw=1.6, label=f"{label}: reconstruction")
+    ax.plot(*pred[n_times - 1:].T, color=color, lw=1.6, ls="--", label=f"{label}: extrapolation")
+    ax.scatter(*x.T, s=8, color="k", zorder=3, label="observed")
+    ax.set_aspect("equal")
+
+
+def fig8(record: dict, arrays: dict):
+    """Figure 8: (a) RNN and (b) latent ODE on test spirals, (c) latent trajectories by direction."""
+    n, nt = int(arrays["fig8/n"]), int(arrays["n_times"])
+    k = len(arrays["examples"])
+    fig, axes = plots.subplots(k, 3, width=3.3, height=3.1)
+    axes = np.atleast_2d(axes)
+    x = arrays[f"fig10/{n}/x"]
+    for row in range(k):
+        truth = arrays["truth"][row]
+        _draw_spiral(axes[row, 0], truth, x[row], arrays["fig8/pred_rnn"][row], nt, plots.COLORS["rnn"], "RNN")
+        _draw_spiral(axes[row, 1], truth, x[row], arrays[f"fig10/{n}/pred"][row], nt, plots.COLORS["latent_ode"],
+                     "latent ODE")
+    axes[0, 0].set_title(f"(a) RNN, {n}/100 observed")
+    axes[0, 1].set_title(f"(b) latent ODE, {n}/100 observed")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = axes[0, 1].get_legend_handles_labels()
+    for ax in axes[1:, 2]:
+        ax.set_axis_off()
+    axes[-1, 2].legend(handles[:3] + h2[1:3], labels[:3] + l2[1:3], loc="center", fontsize=8)
+    # (c) latent trajectories of many test spirals, projected (odecore.experiments.latent_ode.latent_projection)
+    axc = axes[0, 2]
+    for path, direction in zip(arrays["fig8/latent"], arrays["fig8/direction"]):
+        color = "#2ca02c" if direction > 0 else "#9467bd"
+        axc.plot(path[:, 0], path[:, 1], color=color, lw=0.8, alpha=0.7)
+        axc.plot(path[0, 0], path[0, 1], "o", color=color, ms=2.5)
+    axc.plot([], [], color="#2ca02c", label="counter-clockwise")
+    axc.plot([], [], color="#9467bd", label="clockwise")
+    axc.legend(fontsize=7)
+    axc.set_title("(c) latent trajectories")
+    axc.set_xlabel("between-direction axis")
+    axc.set_ylabel("main remaining axis")
+    plt.close(fig)
+    return fig
+
+
+def fig9(record: dict, arrays: dict):
+    """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean),
+    and a last panel moving z_t0 on the line from a counter-clockwise spiral's posterior mean to a clockwise one's."""
+    paths, span = arrays["fig9/paths"], float(arrays["fig9/span"])
+    dims, steps = len(paths) - 1, paths.shape[1]
+    titles = [f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}" for dim in range(dims)] + ["counter-clockwise → clockwise"]
+    cols = math.ceil(len(paths) / 2)  # the panels wrap into two rows
+    fig, axes = plots.subplots(2, cols, width=2.8, height=2.8)
+    axes = axes.flatten()
+    for ax in axes[len(paths):]:
+        ax.set_axis_off()
+    cmap = plt.get_cmap("coolwarm")
+    for ax, title, path in zip(axes, titles, paths):
+        for s in range(steps):
+            ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
+            ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+    plt.close(fig)
+    return fig
+
+
+def fig10(record: dict, arrays: dict):
+    """Figure 10: latent ODE reconstructions of the same test spirals from 30, 50 and 100 observations."""
+    counts, nt, k = [int(n) for n in arrays["counts"]], int(arrays["n_times"]), len(arrays["examples"])
+    fig, axes = plots.subplots(k, len(counts), width=3.0, height=2.9)
+    axes = np.atleast_2d(axes).reshape(k, len(counts))
+    for col, n in enumerate(counts):
+        for row in range(k):
+            _draw_spiral(axes[row, col], arrays["truth"][row], arrays[f"fig10/{n}/x"][row], arrays[f"fig10/{n}/pred"][row],
+                         nt, plots.COLORS["latent_ode"], "latent ODE")
+        axes[0, col].set_title(f"{n}/100 observed")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    plt.close(fig)
+    return fig
+
+
+def fig7(record: dict, arrays: dict):
+    """Figure 7: learned intensity lambda(z(t)) against the true one, events as ticks, a few test sequences."""
+    t = arrays["t"]
+    fig, axes = plots.subplots(len(arrays["lam"]), 1, width=7.5, height=1.7, sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, lam, lam_true, events in zip(axes, arrays["lam"], arrays["lam_true"], arrays["events"]):
+        events = events[~np.isnan(events)]
+        ax.plot(t, lam_true, color="0.6", lw=2.5, label=r"true $\lambda(t)$")
+        ax.plot(t, lam, color=plots.COLORS["latent_ode"], label=r"learned $\lambda(z(t))$")
+        ax.plot(events, np.zeros(len(events)), "|", color="k", ms=12, mew=1.2, label="events")
+        ax.set_ylabel("intensity")
+    axes[0].legend(ncol=3, fontsize=8, loc="upper right")
+    axes[-1].set_xlabel("t")
+    plt.close(fig)
+    return fig
+
+
+def fig_training(record: dict):
+    """Training loss per epoch for every sub-run (latent ODE: -ELBO; RNN: NLL), log scale."""
+    runs = record["metrics"]["runs"]
+    counts = sorted({r["n"] for r in runs})
+    fig, axes = plots.subplots(1, len(counts), width=3.0, height=2.6, sharey=True)
+    for ax, n in zip(np.atleast_1d(axes), counts):
+        for r in runs:
+            if r["n"] == n:
+                loss = np.array(r["loss_history"])
+                ax.plot(np.arange(1, len(loss) + 1), loss - loss.min() + 1, color=plots.COLORS[r["model"]],
+                        alpha=0.7, lw=1)
+        ax.set_yscale("log")
+        ax.set_title(f"{n}/100 observed")
+        ax.set_xlabel("epoch")
+    np.atleast_1d(axes)[0].set_ylabel("loss - min + 1")
+    for model in MODELS:
+        np.atleast_1d(axes)[-1].plot([], [], color=plots.COLORS[model], label=NAMES[model])
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    plt.close(fig)
+    return fig
+
+
+def uncovered_share(cover: dict) -> dict[str, float]:
+    """From a "latent_ode_coverage" record, pooled over its runs: the share of test spirals whose
+    extrapolation leaves the covered angles, their share of the squared beyond-window error, and the
+    median per-spiral beyond RMSE on either side of the coverage edge."""
+    inside, outside = [], []
+    for r in cover["metrics"]["runs"]:
+        edge = r["coverage"]["edge"]
+        for theta0, e in zip(r["theta0"], r["per_spiral_beyond"]):
+            (inside if theta0 <= edge else outside).append(e)
+    sq_in, sq_out = sum(e * e for e in inside), sum(e * e for e in outside)
+    return {"spirals": len(outside) / max(len(inside) + len(outside), 1),
+            "squared_error": sq_out / max(sq_in + sq_out, 1e-30),
+            "median_inside": float(np.median(inside)) if inside else float("nan"),
+            "median_outside": float(np.median(outside)) if outside else float("nan")}
+
+
+def fig_coverage(record: dict, cover: dict):
+    """Per test spiral, the latent ODE's RMSE beyond the window against its start angle: (a) the first
+    design (training and test starts from one range), (b) the covered design; dotted, the coverage edge
+    (the largest start angle whose extrapolation stays inside the angles the training observations reach)."""
+    fig, axes = plots.subplots(1, 2, width=4.2, height=3.2, sharey=True)
+    colors = dict(zip((30, 50, 100), ("#9ecae1", "#4292c6", "#08306b")))
+    panels = (("(a) first design: one range of starts", cover["metrics"]["runs"], None),
+              ("(b) covered design: training starts widened", [r for r in record["metrics"]["runs"]
+                                                              if r["model"] == "latent_ode"], record))
+    for ax, (title, runs, rec) in zip(axes, panels):
+        edges = []
+        for r in runs:
+            theta0 = r["theta0"] if rec is None else rec["metrics"]["test_theta0"]
+            edge = (r["coverage"] if rec is None else rec["metrics"]["coverage"][str(r["n"])])["edge"]
+            edges.append(edge)
+            ax.scatter(theta0, r["per_spiral_beyond"], s=6, alpha=0.6, color=colors.get(r["n"], "k"),
+                       label=f"n = {r['n']}, seed {r['seed']}")
+        edge = min(edges)
+        ax.axvline(edge, color="k", ls=":", lw=1.2)
+        ax.text(edge, 0.03, "coverage edge ", transform=ax.get_xaxis_transform(), fontsize=8, rotation=90,
+                ha="right", va="bottom")
+        ax.set(xlabel=r"test spiral's start angle $\theta_0$", yscale="log", title=title)
+    axes[0].set_ylabel("RMSE beyond the window, per spiral")
+    handles, labels = axes[1].get_legend_handles_labels()
+    keep = {lab.split(",")[0]: h for h, lab in zip(handles, labels)}
+    axes[1].legend(keep.values(), keep.keys(), fontsize=8, loc="upper left")
+    plt.close(fig)
+    return fig
+
+
+def late_improvement(record: dict, epochs: int = 50) -> dict[str, float]:
+    """Per model, the largest share of a sub-run's whole training-loss decrease (latent ODE: -ELBO,
+    RNN: NLL; 5-epoch means at either end) that came in its last `epochs` epochs: how much the tail
+    of the learning curve still moved. A ratio of decreases, since -ELBO crosses zero."""
+    out = {}
+    for model in MODELS:
+        shares = []
+        for r in record["metrics"]["runs"]:
+            loss = np.array(r["loss_history"])
+            if r["model"] == model and len(loss) > epochs + 5:
+                end = loss[-5:].mean()
+                shares.append((loss[-epochs - 5:-epochs].mean() - end) / (loss[:5].mean() - end))
+        out[model] = float(max(shares)) if shares else float("nan")
+    return out
+
+
+def fig_table2(record: dict):
+    """Table 2 as a picture: each seed's headline RMSE (dots) and their mean (bar) per model and n, the
+    paper's number as a black cross."""
+    runs = pd.DataFrame([{"model": NAMES[r["model"]], "n": r["n"], "RMSE beyond the window": r["rmse"]}
+                         for r in record["metrics"]["runs"]])
+    fig, ax = plots.subplots(1, 1, width=5.2, height=3.2)
+    palette = {NAMES[m]: plots.COLORS[m] for m in MODELS}
+    sns.pointplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, errorbar="sd",
+                  dodge=0.3, linestyles="none", markers="_", markersize=14, ax=ax)
+    sns.stripplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, dodge=True, size=5,
+                  alpha=0.7, legend=False, ax=ax)
+    counts = sorted(runs["n"].unique())
+    for k, model in enumerate(MODELS):
+        paper_vals = [paper.TABLE2[model].get(n) for n in counts]
+        ax.scatter(np.arange(len(counts)) + (k - 0.5) * 0.4, paper_vals, marker="x", color="k", s=40, zorder=5,
+                   label="paper" if k == 0 else None)
+    ax.set(xlabel="observed times n (of 100)", ylim=(0, None))
+    ax.legend(fontsize=8)
+    plt.close(fig)
+    return fig

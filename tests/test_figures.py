@@ -1,0 +1,96 @@
+"""Figures are pure functions of stored results: drawn from the committed records and arrays with no
+ODE solve, no model load and no data regeneration, and arrays follow the one record they were made from."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torchdiffeq  # noqa: E402
+
+from odecore import results, solve  # noqa: E402
+from odecore.datasets import spirals, toy2d  # noqa: E402
+from odecore.figures import cnf as cnf_figures  # noqa: E402
+from odecore.figures import latent_ode as latent_figures  # noqa: E402
+
+
+def forbid(*_, **__):
+    raise AssertionError("a figure computed instead of drawing stored results")
+
+
+@pytest.fixture
+def committed(monkeypatch):
+    """The committed data/results/, with every way to compute closed off."""
+    monkeypatch.delenv("ODECORE_RESULTS_DIR")
+    for module, name in ((torch, "load"), (torchdiffeq, "odeint"), (torchdiffeq, "odeint_adjoint"),
+                         (solve, "odesolve"), (solve, "odeint"), (solve, "odeint_adjoint"),
+                         (spirals, "make_spirals"), (toy2d, "sample"), (toy2d, "energy")):
+        monkeypatch.setattr(module, name, forbid)
+
+    def load(experiment: str) -> tuple[dict, dict | None]:
+        profile = results.available_profiles(experiment)[-1]
+        record = results.load(experiment, profile)
+        return record, results.load_arrays(record)
+
+    yield load
+    plt.close("all")
+
+
+def test_cnf_figures_draw_from_stored_results(committed):
+    density, d_arrays = committed("cnf_density")
+    mle, m_arrays = committed("cnf_mle")
+    assert d_arrays is not None and m_arrays is not None, "run python -m odecore.experiments.cnf to store them"
+    fig = cnf_figures.figure4(density, d_arrays)
+    drawn = [ax for ax in fig.axes if ax.collections]
+    cfg = density["config"]
+    assert len(drawn) == len(cfg["targets"]) * (1 + len(cfg["nf_layers"]) + len(cfg["cnf_units"]))
+    cnf_figures.figure4d(density)
+    cnf_figures.figure_theorem1(density["metrics"]["theorem1"])
+    assert set(cnf_figures.figure5(mle, m_arrays)) == set(mle["config"]["datasets"])
+
+
+def test_latent_ode_figures_draw_from_stored_results(committed):
+    record, arrays = committed("latent_ode")
+    poisson, p_arrays = committed("latent_ode_poisson")
+    assert arrays is not None and p_arrays is not None, "run python -m odecore.experiments.latent_ode to store them"
+    for fig in (latent_figures.fig8(record, arrays), latent_figures.fig9(record, arrays),
+                latent_figures.fig10(record, arrays), latent_figures.fig7(poisson, p_arrays),
+                latent_figures.fig_training(record), latent_figures.fig_table2(record), latent_figures.fig6()):
+        assert fig.axes
+    assert len(latent_figures.table2_frame(record)) == len(record["config"]["obs_counts"])
+
+
+def test_arrays_belong_to_one_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("ODECORE_RESULTS_DIR", str(tmp_path))
+    record = results.save("toy", "smoke", {"a": 1}, {"x": 1.0}, seeds=[0], wall_time_s=0.0)
+    results.save_arrays(record, {"grid": np.arange(6.0).reshape(2, 3)})
+    assert results.load_arrays(record)["grid"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert results.load_arrays({**record, "date": "another run"}) is None          # retrained: recompute
+    assert results.load_arrays({**record, "config_hash": "another config"}) is None
+    calls = []
+    again = results.cached_arrays(record, lambda: calls.append(1) or {"grid": np.zeros(1)})
+    assert not calls and again["grid"].shape == (2, 3)                                  # served, not recomputed
+    results.arrays_path("toy", "smoke").write_bytes(b"not an npz")
+    with pytest.raises(results.ResultsError, match="cannot be read"):
+        results.load_arrays(record)
+
+
+def test_cnf_smoke_run_stores_what_its_figures_draw(tmp_path, monkeypatch):
+    from odecore.experiments import cnf
+
+    for name in ("RESULTS", "CHECKPOINT", "SCRATCH"):
+        monkeypatch.setenv(f"ODECORE_{name}_DIR", str(tmp_path / name.lower()))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    mle, density = cnf.run("smoke")
+    d_arrays, m_arrays = results.load_arrays(density), results.load_arrays(mle)
+    cfg = density["config"]
+    for target in cfg["targets"]:
+        assert d_arrays[f"{target}/target"].shape == (cnf.FIG4_GRID, cnf.FIG4_GRID)
+        for m in cfg["cnf_units"]:   # a histogram of the flow's samples: a density on the panel's square
+            h = d_arrays[f"{target}/cnf{m}"]
+            assert h.shape == (cnf.FIG4_BINS, cnf.FIG4_BINS) and h.sum() * (2 * cnf.FIG4_LIM / cnf.FIG4_BINS) ** 2 <= 1.0001
+    for data in mle["config"]["datasets"]:
+        assert m_arrays[f"{data}/cnf_density"].shape[0] == m_arrays[f"{data}/nf_samples"].shape[0]
+    assert cnf_figures.figure4(density, d_arrays).axes and cnf_figures.figure5(mle, m_arrays)
+    plt.close("all")

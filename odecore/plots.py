@@ -1,8 +1,12 @@
 """One figure style for the whole book: a seaborn theme, and retina PNGs in a notebook."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 
 # Colour per method, fixed across chapters so a reader learns them once.
 COLORS = {
@@ -69,6 +73,38 @@ def subplots(nrows: int = 1, ncols: int = 1, width: float = 3.4, height: float =
     """plt.subplots with the book's panel size (inches per panel)."""
     use()
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+
+
+def seed_spread(ax: Axes, runs: pd.DataFrame, *, x: str, y: str, palette: Mapping[str, object],
+                hue: str | None = None, paper_points: pd.DataFrame | None = None, dodge: float = 0.0) -> Axes:
+    """Draw each seed's result as a dot, their mean and sd as a bar (a '_' marker), and the paper's
+    number as a black 'x' labelled 'paper'.
+
+    Why: with two or three seeds a mean alone hides how far apart the seeds landed, which is part of
+    the finding, and the paper reports one number, which belongs on the same axis. `runs` has one row
+    per seed, with columns `x`, `y` and `hue`; `paper_points` has the paper's numbers in the same
+    columns (a row with no `y`, or with an `x` that `runs` lacks, is skipped). `hue=None` colours by
+    `x`: one group per x, as in Table 1. Another column gives several groups per x, each listed in
+    the legend; `dodge` then separates their bars (seaborn pointplot's `dodge`), and the dots and
+    crosses of each group stand in its own column (seaborn stripplot's, 0.8 / groups wide), as in
+    Table 2. Groups are drawn in `palette`'s order.
+    """
+    hue = hue or x
+    order = sorted(runs[x].unique()) if pd.api.types.is_numeric_dtype(runs[x]) else list(runs[x].unique())
+    present = set(runs[hue])
+    hue_order = [h for h in palette if h in present]
+    common = dict(data=runs, x=x, y=y, hue=hue, palette=palette, order=order, hue_order=hue_order, ax=ax)
+    # legend "auto": seaborn lists the groups unless hue repeats x
+    sns.pointplot(**common, errorbar="sd", dodge=dodge, linestyles="none", markers="_", markersize=14)
+    sns.stripplot(**common, dodge=bool(dodge), size=5, alpha=0.7, legend=False)
+    if paper_points is not None:
+        points = paper_points[paper_points[y].notna() & paper_points[x].isin(order)]
+        width = 0.8 / len(hue_order) if dodge else 0.0
+        offset = {h: (k - (len(hue_order) - 1) / 2) * width for k, h in enumerate(hue_order)}
+        where = [order.index(px) + offset.get(ph, 0.0) for px, ph in zip(points[x], points[hue])]
+        ax.scatter(where, points[y].astype(float), marker="x", color="k", s=40, zorder=5, label="paper")
+    ax.legend(fontsize=8)
+    return ax
 
 
 def caption_tag(record: dict) -> str:

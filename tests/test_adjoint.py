@@ -146,3 +146,27 @@ def test_unclear_failures_are_named():
     z = adjoint_odeint(NaNBackward(), z0, t)
     with pytest.raises(SolverError, match="underflow in dt.*NaN or inf"):
         z.sum().backward()
+
+
+def test_committed_record_draws(monkeypatch):
+    """The committed record makes the chapter's tables, figures and scoreboard rows (odecore.figures.adjoint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from odecore import results
+    from odecore.experiments import adjoint as experiment
+    from odecore.figures import adjoint as figures
+
+    monkeypatch.delenv("ODECORE_RESULTS_DIR")
+    profile = results.available_profiles("adjoint")[-1]
+    record = results.load("adjoint", profile)
+    assert set(figures.table_checks(record)["problem"]) == {"linear", "neural"}
+    assert list(figures.table_memory(record).index) == list(record["config"]["memory_steps"])
+    sweep = figures.table_sweep(record)
+    assert (sweep[sweep["solver"] != "dopri5 (direct backprop)"]["backward/forward"] > 0).all()
+    assert abs(figures.memory_slope(record, "adjoint")) < figures.memory_slope(record, "direct")
+    for draw in (figures.fig_memory, figures.fig_sweep, figures.fig2):
+        plt.close(draw(record))
+    assert len(experiment.scoreboard(record)) >= 4

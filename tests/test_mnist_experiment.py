@@ -10,9 +10,11 @@ import torch
 
 from odecore import paper, results
 from odecore.experiments import mnist as exp
+from odecore.figures import mnist as figures
 from odecore.models import mnist as models
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 torch.set_num_threads(1)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (SHARED / "train-labels-idx1-ubyte.gz").exists()
@@ -58,10 +60,10 @@ def test_smoke_run_then_cached_then_resumed(monkeypatch):
     assert {r["item"] for r in rows} == {"Table 1", "Figure 1", "Figure 3"}
     assert [r["paper"] for r in rows if r["quantity"].endswith("test error")] == \
         [paper.TABLE1[n]["test_error"] for n in models.MODELS]
-    table = exp.table1(rec)
+    table = figures.table1(rec)
     assert list(table["test error, paper (%)"]) == [paper.TABLE1[n]["test_error"] for n in models.MODELS]
-    exp.plot_figure3(rec)
-    exp.plot_figure1(rec)
+    figures.plot_figure3(rec)
+    figures.plot_figure1(rec)
 
     again = exp.run("smoke", progress=False)  # a matching result is loaded, not retrained
     assert again["date"] == rec["date"]
@@ -97,12 +99,14 @@ def test_step_memory_reports_a_peak():
 
 
 def test_committed_record_draws(monkeypatch):
-    """The committed reduced record (if any) makes the table, both figures and the scoreboard rows."""
+    """The committed reduced record (if any) makes the tables, every figure and the scoreboard rows."""
     monkeypatch.setenv("ODECORE_RESULTS_DIR", str(results.ROOT / "data" / "results"))
     rec = results.load("mnist", "reduced")
     if rec is None:
         pytest.skip("no committed reduced result yet")
     assert rec["config_hash"] == results.config_hash(exp.PROFILES["reduced"])  # the book will not retrain
-    assert len(exp.table1(rec)) == 4 and exp.scoreboard(rec)
-    exp.plot_figure3(rec)
-    exp.plot_figure1(rec)
+    assert len(figures.table1(rec)) == 4 and exp.scoreboard(rec)
+    for draw in (figures.plot_figure3, figures.plot_figure1, figures.plot_table1, figures.plot_training,
+                 figures.plot_validation):
+        plt.close(draw(rec))
+    assert len(figures.cost_table(rec)) == 4 and len(figures.figure3c_table(rec))

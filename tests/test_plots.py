@@ -53,3 +53,48 @@ print(width, height, meta["image/png"]["width"], "height" in meta["image/png"])
     assert int(width) // 2 == int(shown_width)       # twice the pixels of the width it is shown at
     assert fixes_height == "False"                     # so a narrower page scales it in proportion
     assert int(shown_width) > 0.8 * 4.0 * plots.STYLE["figure.dpi"]  # about its size (tight bbox), not shrunk
+
+
+def test_seed_spread_one_group_per_x():
+    """Table 1's case: hue is x; a dot per seed, a bar per x, the paper's cross at each x, only 'paper' in the legend."""
+    import pandas as pd
+
+    runs = pd.DataFrame({"model": ["a", "a", "b", "b", "b"], "error": [1.0, 1.2, 0.5, 0.6, 0.7]})
+    fig, ax = plots.subplots()
+    plots.seed_spread(ax, runs, x="model", y="error", palette={"a": "C0", "b": "C1"},
+                      paper_points=pd.DataFrame({"model": ["a", "b", "c"], "error": [1.5, None, 9.0]}))
+    crosses = ax.collections[-1]
+    assert crosses.get_label() == "paper" and crosses.get_offsets().tolist() == [[0.0, 1.5]]  # no y, unknown x: skipped
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["paper"]
+    dots = [c for c in ax.collections[:-1] if len(c.get_offsets())]
+    assert sorted(len(c.get_offsets()) for c in dots) == [2, 3]
+    plt.close(fig)
+
+
+def test_seed_spread_dodged_groups():
+    """Table 2's case: x = n, hue = model; each model's dots and paper cross in its own column (0.4 wide for two)."""
+    import numpy as np
+    import pandas as pd
+
+    runs = pd.DataFrame({"n": [100, 30, 100, 30] * 2, "model": ["rnn"] * 4 + ["ode"] * 4,
+                         "rmse": [0.2, 0.4, 0.21, 0.41, 0.1, 0.2, 0.11, 0.21]})
+    paper_points = pd.DataFrame({"model": ["rnn", "rnn", "rnn", "ode"], "n": [30, 50, 100, 30],
+                                 "rmse": [0.39, 0.32, 0.18, 0.16]})
+    fig, ax = plots.subplots()
+    plots.seed_spread(ax, runs, x="n", y="rmse", hue="model", palette={"rnn": "C3", "ode": "C0"},
+                      paper_points=paper_points, dodge=0.3)
+    crosses = ax.collections[-1].get_offsets()
+    np.testing.assert_allclose(crosses, [[-0.2, 0.39], [0.8, 0.18], [0.2, 0.16]])  # n = 50 is not in runs
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rnn", "ode", "paper"]
+    strips = [c.get_offsets() for c in ax.collections[:-1] if len(c.get_offsets())]
+    assert all(abs(abs(xy[:, 0] - np.round(xy[:, 0])) - 0.2).max() < 0.2 for xy in strips)  # dodged off the centre
+    plt.close(fig)
+
+
+def test_figures_modules_do_not_import_the_experiments():
+    """odecore.figures.<chapter> draws from stored records; importing an experiment from it would make a cycle."""
+    script = ("import sys, odecore.figures.adjoint, odecore.figures.mnist; "
+              "print([m for m in sys.modules if m.startswith('odecore.experiments')])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -5,6 +5,9 @@
 - `run(profile=None, ...) -> record`: cached result if its config hash matches, else computed,
 - `scoreboard(record) -> list[dict]`: rows for the reproduction page (see odecore.scoreboard),
 - a command line: `python -m odecore.experiments.<module> --profile full [--rerun]`.
+
+A chapter's tables and figures are not here: they live in `odecore.figures.<chapter>`, as pure
+functions of the stored record, so they can be redrawn from a results file without running anything.
 """
 from __future__ import annotations
 

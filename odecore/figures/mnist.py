@@ -1,0 +1,189 @@
+"""Section 3's tables and figures (Table 1, Figures 1 and 3), from the MNIST record.
+
+`odecore.experiments.mnist` trained the models, measured memory, time and NFE, and stored every
+number (each epoch's history, each step's NFE, Figure 1's toy); here they are only tabulated and drawn.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from odecore import paper, plots
+from odecore.models.mnist import MODELS
+
+NAMES = {name: paper.TABLE1[name]["model"] for name in MODELS}  # "odenet" -> "ODE-Net"
+
+
+def table1(record: dict):
+    """Table 1, the paper's column beside ours (pandas DataFrame)."""
+    rows = []
+    for name in MODELS:
+        ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
+        spread = f" ± {ours['test_error_std']:.2f}" if ours["test_error_std"] is not None else ""
+        rows.append({
+            "model": ref["model"],
+            "test error, paper (%)": ref["test_error"],
+            "test error, ours (%)": f"{ours['test_error_mean']:.2f}{spread} (n={len(ours['seeds'])})",
+            "params, paper (M)": ref["params_m"],
+            "params, ours (M)": round(ours["params"] / 1e6, 3),
+            "memory, paper": ref["memory"],
+            "peak step memory, ours (MB)": round(ours["memory"]["peak_mb"], 1),
+            "time, paper": ref["time"],
+            "s / epoch of 55k, ours": round(ours["time_per_55k_s"], 1),
+            "forward NFE, ours": round(ours.get("nfe_forward_mean", float("nan")), 1),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def figure3c_table(record: dict):
+    """Figure 3(c) in numbers: mean forward NFE, backward NFE and their ratio per solver and tolerance."""
+    df = pd.DataFrame(record["metrics"]["figure3"]["backward"])
+    df["backward / forward"] = df["nfe_backward"] / df["nfe_forward"]
+    out = df.groupby(["solver", "tol"], sort=False)[["nfe_forward", "nfe_backward", "backward / forward", "time_s"]].mean()
+    return out.rename(columns={"nfe_forward": "forward NFE", "nfe_backward": "backward NFE", "time_s": "s / step"})
+
+
+def plot_training(record: dict):
+    """Validation error per epoch of every model (seed 0), the curves model selection reads."""
+    fig, ax = plots.subplots(1, 2, width=3.6, height=2.8)
+    for name in MODELS:
+        hist = record["metrics"]["table1"][name]["history"][0]
+        epochs = [h["epoch"] for h in hist]
+        ax[0].plot(epochs, [h["loss"] for h in hist], "o-", color=plots.COLORS[name], label=NAMES[name])
+        ax[1].plot(epochs, [h["val_error"] for h in hist], "o-", color=plots.COLORS[name], label=NAMES[name])
+    ax[0].set(xlabel="epoch", ylabel="training loss (epoch mean)", yscale="log")
+    ax[1].set(xlabel="epoch", ylabel="validation error (%)", yscale="log")
+    ax[1].legend(fontsize=7)
+    return fig
+
+
+def plot_validation(record: dict):
+    """Validation error per epoch of every model and every seed: the curves model selection reads."""
+    fig, axes = plots.subplots(2, 2, width=3.4, height=2.7, sharey=True)
+    for ax, name in zip(axes.flatten(), MODELS):
+        row = record["metrics"]["table1"][name]
+        for seed, hist in zip(row["seeds"], row["history"]):
+            ax.plot([h["epoch"] for h in hist], [h["val_error"] for h in hist], "-", lw=1.2, alpha=0.8,
+                    color=plots.COLORS[name], label=f"seed {seed}")
+        ax.set(title=NAMES[name], xlabel="epoch", yscale="log")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation error (%)")
+    return fig
+
+
+def plot_table1(record: dict):
+    """Table 1's test errors as a picture: every seed (dots), the mean and sd (bar), the paper's number (cross)."""
+    t1 = record["metrics"]["table1"]
+    y = "test error (%)"
+    runs = pd.DataFrame([{"model": NAMES[m], y: e} for m in MODELS for e in t1[m]["test_error"]])
+    theirs = pd.DataFrame([{"model": NAMES[m], y: paper.TABLE1[m]["test_error"]} for m in MODELS])
+    palette = {NAMES[m]: plots.COLORS[m] for m in MODELS}
+    fig, ax = plots.subplots(1, 1, width=5.0, height=3.0)
+    plots.seed_spread(ax, runs, x="model", y=y, palette=palette, paper_points=theirs)
+    ax.set(xlabel="", yscale="log", title=f"profile {record['profile']}")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    return fig
+
+
+def threads(record: dict) -> int:
+    """CPU threads a record was trained with, from its device name ("cpu (2 threads)"); 1 on a GPU."""
+    name = record.get("device_name", "")
+    return int(name.split("(")[1].split()[0]) if name.startswith("cpu (") else 1
+
+
+def cost_table(record: dict):
+    """Training cost per model: epochs, seeds, wall hours over all seeds, CPU-hours (wall x threads) and,
+    at this machine's measured rate, the CPU-hours one seed of the paper's 160 epochs would take."""
+    k = threads(record) if record.get("device") != "cuda" else None
+    rows = []
+    for name in MODELS:
+        row = record["metrics"]["table1"][name]
+        hours = sum(h["time_s"] for hist in row["history"] for h in hist) / 3600
+        per_epoch = row["time_per_55k_s"] / 3600
+        rows.append({"model": NAMES[name], "epochs": len(row["history"][0]), "seeds": len(row["seeds"]),
+                     "wall hours, all seeds": hours,
+                     "CPU-hours, all seeds": hours * k if k else float("nan"),
+                     "CPU-hours, 160 epochs, one seed": 160 * per_epoch * k if k else float("nan")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def nfe_trend(record: dict) -> dict[str, float]:
+    """The ODE-Net's mean forward NFE in the first and last training epoch (seed 0) and the slope of
+    the per-epoch mean against the epoch (Figure 3 (d): the paper says the NFE grows)."""
+    hist = record["metrics"]["table1"]["odenet"]["history"][0]
+    means = np.array([np.mean(h["nfe_forward_steps"]) for h in hist])
+    slope = float(np.polyfit(np.arange(1, len(means) + 1), means, 1)[0]) if len(means) > 1 else 0.0
+    return {"first": float(means[0]), "last": float(means[-1]), "slope_per_epoch": slope}
+
+
+def plot_figure3(record: dict):
+    """Figure 3 (a-d) from the record."""
+    fig3 = record["metrics"]["figure3"]
+    fig, ax = plots.subplots(2, 2, width=3.6, height=3.0)  # four panels wrap into two rows, not one thin strip
+    ax = ax.flatten()
+    tol = fig3["tolerance"]
+    nfe = [r["nfe_forward"] for r in tol]
+    ax[0].semilogy(nfe, [r["error"] for r in tol], "o-", color=plots.COLORS["odenet"])
+    ax[0].set(xlabel="forward NFE", ylabel="numerical error", title="(a) NFE vs error")
+    t0 = tol[-1]["time_s"] / tol[-1]["nfe_forward"]
+    ax[1].plot(nfe, [r["time_s"] for r in tol], "o-", color=plots.COLORS["odenet"])
+    ax[1].set(xlabel="forward NFE", ylabel="forward time (s)", title="(b) NFE vs time")
+    ax[1].plot([0, max(nfe)], [0, max(nfe) * t0], ":", color="grey", label="proportional")
+    ax[1].legend()
+    by = {}
+    for r in fig3["backward"]:
+        by.setdefault(r["solver"], []).append(r)
+    labels = {"dopri5": "dopri5", "dopri5_seminorm": "dopri5 + seminorm", "lsoda": "scipy LSODA"}
+    colors = {"dopri5": plots.COLORS["dopri5"], "dopri5_seminorm": plots.COLORS["seminorm"],
+              "lsoda": plots.COLORS["scipy"]}
+    markers = {"dopri5": dict(marker="o", s=60, facecolors="none"), "dopri5_seminorm": dict(marker="x", s=30),
+               "lsoda": dict(marker="s", s=18)}
+    hi = 0
+    for solver, rows in by.items():
+        f, b = [r["nfe_forward"] for r in rows], [r["nfe_backward"] for r in rows]
+        hi = max(hi, *f, *b)
+        style = markers[solver]
+        color = {"edgecolors" if style.get("facecolors") == "none" else "color": colors[solver]}
+        ax[2].scatter(f, b, label=labels[solver], **style, **color)
+    ax[2].plot([0, hi], [0, hi], ":", color="grey", label="backward = forward")
+    ax[2].plot([0, hi], [0, hi * paper.BACKWARD_OVER_FORWARD_NFE], "--", color="grey", label="paper: half")
+    ax[2].set(xlabel="forward NFE", ylabel="backward NFE", title="(c) forward vs backward")
+    ax[2].legend(fontsize=7)
+    hist = record["metrics"]["table1"]["odenet"]["history"][0]
+    steps = [n for h in hist for n in h["nfe_forward_steps"]]
+    per_epoch = [np.mean(h["nfe_forward_steps"]) for h in hist]
+    x_steps = np.arange(1, len(steps) + 1) / max(len(hist[0]["nfe_forward_steps"]), 1)
+    ax[3].plot(x_steps, steps, ".", ms=4, alpha=0.25, color=plots.COLORS["odenet"], label="each step")
+    ax[3].plot(np.arange(1, len(hist) + 1), per_epoch, "o-", color=plots.COLORS["odenet"], label="epoch mean")
+    ax[3].set(xlabel="training epoch", ylabel="forward NFE", title="(d) NFE over training")
+    ax[3].legend(fontsize=7)
+    return fig
+
+
+def plot_figure1(record: dict):
+    """Figure 1: ResNet's discrete steps (left) against the ODE network's vector field (right)."""
+    f1 = record["metrics"]["figure1"]
+    fig, ax = plots.subplots(1, 2, width=3.6, height=3.2)
+    states = np.array(f1["resnet_states"])
+    depth = np.arange(states.shape[1])
+    for row in states:
+        ax[0].plot(depth, row, "-", color=plots.COLORS["resnet"], alpha=0.6)
+        ax[0].plot(depth, row, "o", color="black", ms=3)
+    for k in range(states.shape[1] - 1):
+        ax[0].quiver(np.full(len(states), k), states[:, k], np.ones(len(states)), states[:, k + 1] - states[:, k],
+                     angles="xy", scale_units="xy", scale=1, width=0.004, color="grey", alpha=0.5)
+    ax[0].set(xlabel="depth (residual block)", ylabel="hidden state z", title="Residual network")
+    t, zz, ff = (np.array(f1[k]) for k in ("field_t", "field_z", "field_f"))
+    norm = np.sqrt(1 + ff ** 2)
+    ax[1].quiver(t, zz, 1 / norm, ff / norm, angles="uv", color="grey", alpha=0.5, width=0.004)
+    for row in np.array(f1["ode_traj"]):
+        ax[1].plot(f1["ode_t"], row, "-", color=plots.COLORS["odenet"], alpha=0.7)
+    et = np.repeat(f1["ode_eval_t"], len(f1["starts"]))
+    ez = np.array(f1["ode_eval_z"]).flatten()
+    ax[1].plot(et, ez, "o", color="black", ms=3, label="dopri5 evaluations")
+    ax[1].set(xlabel="time t", ylabel="state z(t)", title="ODE network")
+    ax[1].legend(fontsize=7, loc="lower right")
+    return fig

@@ -62,7 +62,7 @@ test-pdf: pdf
 # Every chapter at the paper's settings (CUDA when present; resumable: run it again after an interruption).
 CHAPTERS := adjoint mnist cnf latent_ode
 reproduce: env
-	for chapter in $(CHAPTERS); do $(BIN)/python -m odecore.experiments.$$chapter --profile full || exit 1; done
+	for chapter in $(CHAPTERS); do $(BIN)/python -m odecore.experiments $$chapter --profile full || exit 1; done
 
 clean:
 	rm -rf _build

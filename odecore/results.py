@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import torch
 
-from odecore import profiles
+from odecore import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = settings.ROOT
 
 
 class ResultsError(RuntimeError):
@@ -32,18 +32,18 @@ class ResultsError(RuntimeError):
 
 
 def results_dir() -> Path:
-    """$ODECORE_RESULTS_DIR, else data/results/ in the repository."""
-    return Path(os.environ.get("ODECORE_RESULTS_DIR") or ROOT / "data" / "results")
+    """The settings' results folder (ODECORE_RESULTS_DIR, else data/results/)."""
+    return settings.current().results_dir
 
 
 def checkpoint_dir() -> Path:
-    """$ODECORE_CHECKPOINT_DIR, else data/checkpoints/ (small committed models the figures need)."""
-    return Path(os.environ.get("ODECORE_CHECKPOINT_DIR") or ROOT / "data" / "checkpoints")
+    """The settings' folder of small trained models the chapters keep (else data/checkpoints/)."""
+    return settings.current().checkpoint_dir
 
 
 def scratch_dir() -> Path:
-    """$ODECORE_SCRATCH_DIR, else data/scratch/ (git-ignored resume state of runs in progress)."""
-    return Path(os.environ.get("ODECORE_SCRATCH_DIR") or ROOT / "data" / "scratch")
+    """The settings' folder of resume state of runs in progress (else the git-ignored data/scratch/)."""
+    return settings.current().scratch_dir
 
 
 def as_dict(config: Any) -> dict:
@@ -62,7 +62,7 @@ def config_hash(config: Any) -> str:
 
 
 def path_for(experiment: str, profile: str) -> Path:
-    return results_dir() / f"{experiment}-{profiles.check(profile)}.json"
+    return results_dir() / f"{experiment}-{settings.parse_profile(profile, 'profile')}.json"
 
 
 def _git_commit() -> str:
@@ -81,10 +81,10 @@ def provenance(device: torch.device | None = None) -> dict:
     """Where and with what a result was made."""
     import torchdiffeq
 
-    dev = device or profiles.device()
+    dev = device or settings.current().resolved_device()
     return {
         "device": dev.type,
-        "device_name": profiles.device_name(dev),
+        "device_name": settings.device_name(dev),
         "torch": torch.__version__,
         "torchdiffeq": torchdiffeq.__version__,
         "python": platform.python_version(),
@@ -148,15 +148,17 @@ def check_writable(folder: Path) -> None:
 
 
 def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
-         wall_time_s: float, device: torch.device | None = None) -> dict:
-    """Write one result with its provenance and return the record."""
+         wall_time_s: float, device: torch.device | None = None, subruns: dict | None = None) -> dict:
+    """Write one result with its provenance and return the record. `wall_time_s` is the time of the
+    call that wrote it; `subruns` says what the sub-runs it assembles cost (see `cached`)."""
     record = {
         "experiment": experiment,
-        "profile": profiles.check(profile),
+        "profile": settings.parse_profile(profile, "profile"),
         "config": as_dict(config),
         "config_hash": config_hash(config),
         "seeds": list(seeds),
         "wall_time_s": round(float(wall_time_s), 3),
+        **({"subruns": subruns} if subruns else {}),
         **provenance(device),
         "metrics": metrics,
     }
@@ -205,24 +207,33 @@ def load(experiment: str, profile: str) -> dict | None:
 
 def available_profiles(experiment: str) -> list[str]:
     """Profiles with a stored result for `experiment`, smallest to largest."""
-    return [p for p in profiles.PROFILES if path_for(experiment, p).exists()]
+    return [p for p in settings.PROFILES if path_for(experiment, p).exists()]
 
 
 def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dict], *,
            seeds: list[int], device: torch.device | None = None) -> dict:
     """Return the stored record when its config hash matches, else run `compute()` and store it.
 
-    `compute` returns the metrics dict. ODECORE_RERUN=1 forces `compute`.
+    `compute` returns the metrics dict. The settings' rerun (ODECORE_RERUN=1, --rerun) forces `compute`.
+    A record that assembles sub-runs (`run_or_load`) also stores their count, how many were trained by
+    this call, and their summed wall time, which is what the result cost (the call itself may only
+    have read finished sub-runs).
     """
-    if not profiles.rerun():
+    if not settings.current().rerun:
         record = load(experiment, profile)
         if record is not None and record["config_hash"] == config_hash(config):
             return record
     check_writable(path_for(experiment, profile).parent)
     start = time.perf_counter()
-    metrics = compute()
+    _SUBRUNS.append([])
+    try:
+        metrics = compute()
+    finally:
+        seen = _SUBRUNS.pop()
+    subruns = {"count": len(seen), "trained_now": sum(now for now, _ in seen),
+               "wall_time_s": round(sum(wall for _, wall in seen), 3)} if seen else None
     return save(experiment, profile, config, metrics, seeds=seeds,
-                wall_time_s=time.perf_counter() - start, device=device)
+                wall_time_s=time.perf_counter() - start, device=device, subruns=subruns)
 
 
 def arrays_path(experiment: str, profile: str) -> Path:
@@ -273,6 +284,48 @@ def cached_arrays(record: dict, compute: Callable[[], dict[str, Any]]) -> dict:
         save_arrays(record, compute())
         arrays = load_arrays(record)
     return arrays
+
+
+_RETRAINED: set[Path] = set()   # sub-runs trained afresh in this process under rerun
+_SUBRUNS: list[list[tuple[bool, float]]] = []   # per enclosing `cached`: (trained now?, wall time) of each sub-run
+
+
+def _seen(value: dict, trained_now: bool) -> dict:
+    """Tell the enclosing `cached` call, if any, about one sub-run."""
+    if _SUBRUNS:
+        wall = value.get("provenance", {}).get("wall_time_s", value.get("wall_time_s", 0.0))
+        _SUBRUNS[-1].append((trained_now, float(wall or 0.0)))
+    return value
+
+
+def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Path, ...] = (),
+                resume: tuple[Path, ...] = ()) -> dict:
+    """One sub-run of an experiment (a model, a seed, a size): every chapter's one caching rule.
+
+    Returns the summary stored at `summary` when it and the files in `outputs` (e.g. the trained
+    weights) exist. Otherwise runs `compute()`, which resumes from its own state in `resume` if an
+    earlier call was cut off, and stores its summary with the sub-run's own provenance (device,
+    commit, date, wall time). The path encodes the sub-run's key: its name and the hash of the settings
+    that decide its result. Under rerun (--rerun, ODECORE_RERUN=1) the first call for a sub-run in this
+    process deletes its summary and resume state, so it trains from its start; a later call in the
+    same process (a sub-run shared by two results) gets what that retraining stored.
+    """
+    summary = Path(summary)
+    if settings.current().rerun and summary not in _RETRAINED:
+        for stale in (summary, *resume):
+            Path(stale).unlink(missing_ok=True)
+    elif summary.exists() and all(Path(p).exists() for p in outputs):
+        try:
+            return _seen(json.loads(summary.read_text()), trained_now=False)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ResultsError(f"{summary} is not valid JSON ({err}); delete it to train that sub-run again") from err
+    start = time.perf_counter()
+    value = compute()
+    value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
+    atomic_write_text(summary, json.dumps(value) + "\n")
+    if settings.current().rerun:
+        _RETRAINED.add(summary)
+    return _seen(value, trained_now=True)
 
 
 def label(record: dict) -> str:

@@ -53,8 +53,8 @@ def test_density_sub_run_resumes_and_is_cached(tmp_path):
 
     spec = cnf.density_specs(cnf.DENSITY_PROFILES["smoke"])[0]
     spec = {**spec, "iterations": 6, "chunk": 3}
-    first = cnf._train(spec, "cnf_density", "smoke", progress=False)
-    again = cnf._train(spec, "cnf_density", "smoke", progress=False)   # from the scratch summary
+    first = cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)
+    again = cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)   # from the scratch summary
     assert first == again and "kl" in first and len(first["loss"]) == 2
     assert all(n > 0 for n in first["nfe"])
 
@@ -71,9 +71,9 @@ def test_a_diverging_cnf_stops_its_sub_run(monkeypatch):
     from odecore.experiments import cnf
 
     monkeypatch.setattr(cnf, "MAX_STEPS", 100)
-    run = cnf._train(_tiny_spec(lr=1e4), "cnf_density", "smoke", progress=False)
+    run = cnf.train_subrun(_tiny_spec(lr=1e4), "cnf_density", "smoke", progress=False)
     assert run["failed"].startswith("SolverError: dopri5: max_num_steps exceeded")
-    assert run["name"] == cnf._name(_tiny_spec(lr=1e4))
+    assert run["name"] == cnf.subrun_name(_tiny_spec(lr=1e4))
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.1, 0.5])
@@ -82,10 +82,10 @@ def test_a_corrupt_resume_checkpoint_is_an_error_never_a_result(keep):
     from odecore.experiments import cnf
 
     spec = _tiny_spec()
-    cnf._train(spec, "cnf_density", "smoke", progress=False)
-    stem = cnf._scratch() / f"{cnf._name(spec)}-{results.config_hash(spec)}"
+    cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)
+    stem = cnf.scratch() / f"{cnf.subrun_name(spec)}-{results.config_hash(spec)}"
     stem.with_suffix(".json").unlink()                    # the run is unfinished again ...
     ckpt = stem.with_suffix(".pt")
     ckpt.write_bytes(ckpt.read_bytes()[:int(keep * ckpt.stat().st_size)])   # ... and its resume state cut
     with pytest.raises(RuntimeError, match=f"checkpoint {ckpt} is unreadable.*delete it"):
-        cnf._train(spec, "cnf_density", "smoke", progress=False)
+        cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)

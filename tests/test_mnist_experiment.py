@@ -31,6 +31,7 @@ def test_full_profile_is_the_papers_settings():
         assert set(cfg.seeds) == set(models.MODELS)
 
 
+@pytest.mark.slow   # `make test` trains the MNIST smoke profile once, in nbval (book/mnist.ipynb asserts on it)
 @needs_mnist
 def test_smoke_run_then_cached_then_resumed(monkeypatch):
     if not os.environ.get("ODECORE_MNIST_DIR"):

@@ -93,7 +93,7 @@ def test_seed_spread_dodged_groups():
 
 def test_figures_modules_do_not_import_the_experiments():
     """odecore.figures.<chapter> draws from stored records; importing an experiment from it would make a cycle."""
-    script = ("import sys, odecore.figures.adjoint, odecore.figures.mnist; "
+    script = ("import sys, odecore.figures.adjoint, odecore.figures.mnist, odecore.figures.cnf, odecore.figures.latent_ode; "
               "print([m for m in sys.modules if m.startswith('odecore.experiments')])")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -175,3 +175,45 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
         results.save("toy", "smoke", Cfg(), {"a": 2}, seeds=[0], wall_time_s=0)
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_run_or_load_serves_a_finished_subrun_and_reruns_it_once(tmp_path):
+    from odecore import settings
+
+    summary, weights, resume = tmp_path / "a.json", tmp_path / "a-weights.pt", tmp_path / "a.pt"
+    calls = []
+
+    def compute() -> dict:
+        calls.append(1)
+        weights.write_text("w")
+        return {"loss": 1.5}
+
+    first = results.run_or_load(summary, compute, outputs=(weights,), resume=(resume,))
+    assert first["loss"] == 1.5 and first["provenance"]["git_commit"] and len(calls) == 1
+    assert results.run_or_load(summary, compute, outputs=(weights,)) == first and len(calls) == 1
+    weights.unlink()                                              # its weights are gone: train it again
+    results.run_or_load(summary, compute, outputs=(weights,))
+    assert len(calls) == 2
+    resume.write_text("state of an earlier run")
+    with settings.use(rerun=True):
+        results.run_or_load(summary, compute, outputs=(weights,), resume=(resume,))
+        assert len(calls) == 3 and not resume.exists()            # from its start
+        results.run_or_load(summary, compute, outputs=(weights,), resume=(resume,))
+        assert len(calls) == 3                                    # once per process
+    summary.write_text("{truncated")
+    with pytest.raises(results.ResultsError, match="delete it to train that sub-run again"):
+        results.run_or_load(summary, compute, outputs=(weights,))
+
+
+def test_an_assembled_record_carries_its_subruns_cost(tmp_path):
+    def compute() -> dict:
+        parts = [results.run_or_load(tmp_path / f"{k}.json", lambda: {"k": k}) for k in range(3)]
+        return {"runs": parts}
+
+    first = results.cached("toy", "smoke", Cfg(), compute, seeds=[0])
+    assert first["subruns"]["count"] == first["subruns"]["trained_now"] == 3
+    walls = sum(r["provenance"]["wall_time_s"] for r in first["metrics"]["runs"])
+    assert first["subruns"]["wall_time_s"] == pytest.approx(walls, abs=1e-3)
+    results.path_for("toy", "smoke").unlink()
+    again = results.cached("toy", "smoke", Cfg(), compute, seeds=[0])    # assembled from stored sub-runs
+    assert again["subruns"] == {**first["subruns"], "trained_now": 0}

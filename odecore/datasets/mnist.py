@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from odecore import settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "data" / "mnist"
 
@@ -62,8 +64,8 @@ def sha256(path: Path) -> str:
 
 def search_dirs() -> list[Path]:
     """Where the files are looked for, in order: $ODECORE_MNIST_DIR (if set), then data/mnist/."""
-    env = os.environ.get("ODECORE_MNIST_DIR", "").strip()
-    return ([Path(env)] if env else []) + [DEFAULT_DIR]
+    chosen = settings.current().mnist_dir
+    return ([chosen] if chosen else []) + [DEFAULT_DIR]
 
 
 def _fetch(url: str, dest: Path) -> None:

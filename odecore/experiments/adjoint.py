@@ -14,7 +14,6 @@ by `odecore.figures.adjoint`.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +24,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from odecore import paper, profiles, results
 from odecore.adjoint import adjoint_odeint, augmented_dynamics
-from odecore.experiments import cli
 from odecore.figures.adjoint import memory_slope, table_sweep
 from odecore.solve import CountNFE, odesolve
 from odecore.train import seed_everything
@@ -377,4 +375,8 @@ def scoreboard(record: dict) -> list[dict]:
 
 
 if __name__ == "__main__":
-    cli(run, PROFILES, __doc__.splitlines()[0])
+    import sys
+
+    from odecore.experiments import main
+
+    sys.exit(main(chapter="adjoint"))

@@ -17,14 +17,11 @@ the run then computes what the figures draw (`density_arrays`, `mle_arrays`: his
 samples, the CNF's density on a grid) and stores it beside the record (`results.save_arrays`), so
 `odecore.figures.cnf` only draws.
 
-Command line: python -m odecore.experiments.cnf --profile reduced [--rerun] [--only density|mle]
+Command line: python -m odecore.experiments cnf --profile reduced [--rerun]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from odecore import profiles, results, train
+from odecore import profiles, results, settings, train
 from odecore.datasets import toy2d
 from odecore.figures import cnf as figures
 from odecore.models import flows
@@ -159,11 +156,11 @@ def theorem1(seed: int = 0, *, width: int = 8, n: int = 32, t1: float = 1.0, num
 
 
 # ----------------------------------------------------------------------------------- sub-runs
-def _scratch() -> Path:
+def scratch() -> Path:
     return results.scratch_dir() / "cnf"
 
 
-def _name(spec: dict) -> str:
+def subrun_name(spec: dict) -> str:
     return f"{spec['kind']}-{spec['task']}-{spec['size']}-s{spec['seed']}-i{spec['iterations']}"
 
 
@@ -208,14 +205,17 @@ def _chunked(fn, x: torch.Tensor, size: int = 5000) -> torch.Tensor:
     return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
 
 
-def _train(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
-    """Train one sub-run (resuming if interrupted) and return its summary; cached in scratch."""
-    key = results.config_hash(spec)
-    name = _name(spec)
-    summary_path = _scratch() / f"{name}-{key}.json"
+def train_subrun(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
+    """One sub-run: its stored summary, else trained (resuming if interrupted); see results.run_or_load."""
+    name = subrun_name(spec)
+    stem = scratch() / f"{name}-{results.config_hash(spec)}"
     ckpt = _ckpt_path(experiment, profile, name)
-    if summary_path.exists() and ckpt.exists():
-        return json.loads(summary_path.read_text())
+    return results.run_or_load(stem.with_suffix(".json"), lambda: _fit(spec, experiment, name, stem, ckpt, progress),
+                               outputs=(ckpt,), resume=(stem.with_suffix(".pt"),))
+
+
+def _fit(spec: dict, experiment: str, name: str, stem: Path, ckpt: Path, progress: bool) -> dict:
+    """train_subrun's work: train (resuming from `stem`.pt), evaluate, save the weights to `ckpt`."""
     dev = profiles.device()
     train.seed_everything(1000 * spec["seed"] + spec["size"])
     model = build(spec, max_steps=MAX_STEPS).to(dev)
@@ -240,7 +240,7 @@ def _train(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
     tick = time.perf_counter()
     try:
         history = train.fit(model, opt, loss_fn, lambda e: range(e * chunk, min(iters, (e + 1) * chunk)),
-                            num_epochs=math.ceil(iters / chunk), checkpoint=_scratch() / f"{name}-{key}.pt",
+                            num_epochs=math.ceil(iters / chunk), checkpoint=stem.with_suffix(".pt"),
                             desc=name, progress=progress)
     # A diverging run is a result (the chapter lists it); anything else, such as an unreadable
     # resume checkpoint, is an error to fix and is never recorded. AssertionError: torchdiffeq's
@@ -272,7 +272,6 @@ def _train(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
                "wall_time_s": time.perf_counter() - tick,
                "loss": [h["loss"] + log_z for h in history],
                "nfe": [h.get("nfe") for h in history] if is_cnf else None}
-    results.atomic_write_text(summary_path, json.dumps(summary) + "\n")
     return summary
 
 
@@ -310,17 +309,13 @@ def mle_specs(cfg: MLEConfig) -> list[dict]:
     return specs
 
 
-def _progress() -> bool:
-    return os.environ.get("TQDM_DISABLE", "0") not in {"1", "true", "True"}
-
-
 def run_density(profile: str | None = None) -> dict:
     """Figure 4 and the Theorem 1 check: the cached record if its config matches, else trained."""
     profile = profiles.check(profile or profiles.current("cnf_density"))
     cfg = DENSITY_PROFILES[profile]
 
     def compute() -> dict:
-        runs = [_train(s, "cnf_density", profile, _progress()) for s in density_specs(cfg)]
+        runs = [train_subrun(s, "cnf_density", profile, settings.current().progress) for s in density_specs(cfg)]
         return {"runs": runs, "log_z": {t: toy2d.log_normalizer(t) for t in cfg.targets},
                 "theorem1": theorem1()}
 
@@ -335,7 +330,7 @@ def run_mle(profile: str | None = None) -> dict:
     cfg = MLE_PROFILES[profile]
 
     def compute() -> dict:
-        return {"runs": [_train(s, "cnf_mle", profile, _progress()) for s in mle_specs(cfg)]}
+        return {"runs": [train_subrun(s, "cnf_mle", profile, settings.current().progress) for s in mle_specs(cfg)]}
 
     record = results.cached("cnf_mle", profile, cfg, compute, seeds=list(cfg.seeds))
     results.cached_arrays(record, lambda: mle_arrays(record))
@@ -473,21 +468,9 @@ def scoreboard(record: dict) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
-    parser.add_argument("--rerun", action="store_true", help="train even if a matching result exists")
-    parser.add_argument("--only", choices=("density", "mle"), default=None)
-    args = parser.parse_args()
-    if args.rerun:
-        os.environ["ODECORE_RERUN"] = "1"
-    todo = {"mle": run_mle, "density": run_density}
-    for key, fn in todo.items():
-        if args.only in (None, key):
-            rec = fn(args.profile)
-            print(f"{rec['experiment']} [{rec['profile']}] -> {results.path_for(rec['experiment'], rec['profile'])} "
-                  f"({rec['wall_time_s']:.1f} s on {rec['device_name']})")
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from odecore.experiments import main
+
+    sys.exit(main(chapter="cnf"))

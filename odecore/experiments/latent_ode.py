@@ -4,7 +4,8 @@ ODE with a Poisson process likelihood (Figure 7).
 Two results:
 - "latent_ode": for n in {30, 50, 100} observed times out of 100 and several seeds, a latent ODE
   and an RNN baseline trained on the same spirals; test RMSE by the protocol below; the trained
-  weights go to the checkpoint folder for the figures.
+  weights go to the checkpoint folder, and what Figures 8-10 draw is computed from them once and
+  stored beside the record (`spiral_arrays`; Figure 7: `poisson_arrays`).
 - "latent_ode_poisson": a latent ODE whose likelihood is an inhomogeneous Poisson process, on a
   seeded toy set of event sequences.
 
@@ -24,14 +25,13 @@ beyond the window against the noise-free spiral, pooled (root of the mean square
 times and both coordinates). Stored beside it: the window-only RMSE, the straddling reading (t_50 ..
 t_149: half window, half beyond), and the median over spirals of each spiral's beyond-window RMSE.
 
-Each (model, n, seed) is a sub-run, trained by odecore.train.fit with a checkpoint in
-results.scratch_dir() after every epoch and its metrics saved there when it completes, so an
-interrupted run loses at most one epoch and never a finished sub-run.
+Each (model, n, seed) is a sub-run (`train_one`, through results.run_or_load), trained by
+odecore.train.fit with a checkpoint in results.scratch_dir() after every epoch and its metrics saved
+there when it completes, so an interrupted run loses at most one epoch and never a finished sub-run.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -40,12 +40,9 @@ import torch
 
 from odecore import paper, profiles, results, train
 from odecore.datasets import spirals as spiral_data
-from odecore.experiments import cli
-from odecore.models.latent_ode import LatentODE, PoissonLatentODE, RNNBaseline
+from odecore.models.latent_ode import MODELS, NAMES, LatentODE, PoissonLatentODE, RNNBaseline
 
 EXPERIMENTS = ("latent_ode", "latent_ode_poisson", "latent_ode_sampling", "latent_ode_coverage")
-MODELS = ("rnn", "latent_ode")
-NAMES = {"rnn": "RNN", "latent_ode": "latent ODE"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,11 +243,16 @@ def train_one(profile: str, cfg: Config, model: str, n: int, seed: int, *, progr
     """Train one (model, n, seed) sub-run, resumable; return its metrics (cached when complete).
     `sampling="regular"` observes n evenly spaced times instead (stored apart, as "latent_ode_regular")."""
     name = "latent_ode" if sampling == "irregular" else f"latent_ode_{sampling}"
-    folder = _scratch(name, profile, cfg)
-    done = folder / f"{model}-n{n}-seed{seed}.json"
+    stem = _scratch(name, profile, cfg) / f"{model}-n{n}-seed{seed}"
     ckpt_out = checkpoint_path(profile, model, n, seed, name)
-    if done.exists() and ckpt_out.exists():
-        return json.loads(done.read_text())
+    return results.run_or_load(stem.with_suffix(".json"),
+                               lambda: _fit(cfg, model, n, seed, sampling, stem, ckpt_out, progress),
+                               outputs=(ckpt_out,), resume=(stem.with_suffix(".pt"),))
+
+
+def _fit(cfg: Config, model: str, n: int, seed: int, sampling: str, stem: Path, ckpt_out: Path,
+         progress: bool) -> dict:
+    """train_one's work: train (resuming from `stem`.pt), evaluate on the test spirals, save the weights."""
     d = data(cfg)
     x, t_obs, idx = spiral_data.observe(d, n, cfg.data_seed, sampling)
     train.seed_everything(seed)
@@ -273,7 +275,7 @@ def train_one(profile: str, cfg: Config, model: str, n: int, seed: int, *, progr
         return -elbo.mean(), {"nfe_forward": nfe_f}
 
     history = train.fit(net, optimizer, loss_fn, batches, num_epochs=cfg.num_epochs,
-                        checkpoint=folder / f"{model}-n{n}-seed{seed}.pt", scheduler=scheduler,
+                        checkpoint=stem.with_suffix(".pt"), scheduler=scheduler,
                         desc=f"{model} n={n} seed={seed}", progress=progress)
     net.eval()
     # backward NFE of one training step at the end (fit does not see inside backward)
@@ -302,7 +304,6 @@ def train_one(profile: str, cfg: Config, model: str, n: int, seed: int, *, progr
     })
     train.atomic_save({"model": net.state_dict(), "config": dataclasses.asdict(cfg), "metrics": metrics},
                       ckpt_out)
-    results.atomic_write_text(done, json.dumps(metrics) + "\n")
     return metrics
 
 
@@ -698,4 +699,8 @@ def poisson_arrays(record: dict) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    cli(lambda p: run(p), PROFILES, __doc__.splitlines()[0])
+    import sys
+
+    from odecore.experiments import main
+
+    sys.exit(main(chapter="latent_ode"))

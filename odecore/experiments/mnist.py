@@ -11,7 +11,6 @@ figures are drawn from it by `odecore.figures.mnist`.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -27,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from odecore import paper, profiles, results
+from odecore import paper, profiles, results, settings
 from odecore.datasets import mnist as data
 from odecore.models import mnist as models
 from odecore.train import atomic_save, fit, seed_everything
@@ -172,15 +171,6 @@ def _key(cfg: Config, fields: tuple[str, ...], **extra) -> str:
 
 def _parts_dir(profile: str) -> Path:
     return results.scratch_dir() / f"mnist-{profile}"
-
-
-def _part(path: Path, compute):
-    """Load a finished part (JSON) or compute and store it; parts make a cut-off run resumable."""
-    if path.exists() and not profiles.rerun():
-        return json.loads(path.read_text())
-    value = compute()
-    results.atomic_write_text(path, json.dumps(value))
-    return value
 
 
 def weights_path(profile: str, name: str, seed: int) -> Path:
@@ -469,7 +459,7 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
     """The cached record of `profile` if its config matches, else train and measure everything."""
     profile = profiles.check(profile or profiles.current("mnist"))
     cfg = PROFILES[profile]
-    progress = (os.environ.get("TQDM_DISABLE", "0") != "1") if progress is None else progress
+    progress = settings.current().progress if progress is None else progress
     all_seeds = sorted({s for seeds in cfg.seeds.values() for s in seeds})
 
     def compute() -> dict:
@@ -481,17 +471,18 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
         order = [("mlp", s) for s in cfg.seeds["mlp"]] + [("resnet", cfg.seeds["resnet"][0]),
                                                             ("odenet", cfg.seeds["odenet"][0])]
         order += [(m, s) for m in models.MODELS for s in cfg.seeds[m] if (m, s) not in order]
-        figure1_data = _part(parts / f"figure1-{_key(cfg, ('fig1_iters',))}.json", lambda: figure1(cfg))
+        figure1_data = results.run_or_load(parts / f"figure1-{_key(cfg, ('fig1_iters',))}.json", lambda: figure1(cfg))
         fig3 = None
         for name, seed in order:
             key = _key(cfg, TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
-            runs.setdefault(name, []).append(_part(
-                parts / f"{name}-seed{seed}-{key}.json",
-                lambda: train_one(name, seed, cfg, mnist, profile, progress=progress)))
+            stem = parts / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights are beside it
+            runs.setdefault(name, []).append(results.run_or_load(
+                stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
+                resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt"))))
             if name == "odenet" and fig3 is None:
-                fig3 = _part(parts / f"figure3-{_key(cfg, TRAIN_FIELDS + FIG3_FIELDS, seed=seed, num_epochs=num_epochs(cfg, 'odenet'))}.json",
+                fig3 = results.run_or_load(parts / f"figure3-{_key(cfg, TRAIN_FIELDS + FIG3_FIELDS, seed=seed, num_epochs=num_epochs(cfg, 'odenet'))}.json",
                              lambda: figure3(cfg, mnist, profile, seed))
-        memory = _part(parts / f"memory-{_key(cfg, MEMORY_FIELDS)}.json", lambda: {
+        memory = results.run_or_load(parts / f"memory-{_key(cfg, MEMORY_FIELDS)}.json", lambda: {
             name: measure_step_memory(name, cfg.memory_batch, **{f: getattr(cfg, f) for f in MEMORY_FIELDS[1:]})
             for name in models.MODELS})
         table = {name: _summarise(runs[name], memory[name]) for name in models.MODELS}
@@ -549,6 +540,6 @@ def scoreboard(record: dict) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from odecore.experiments import cli
+    from odecore.experiments import main
 
-    cli(run, PROFILES, __doc__.splitlines()[0])
+    sys.exit(main(chapter="mnist"))

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from odecore import profiles
+from odecore import profiles, settings
 
 # Rough seconds per iteration on one CPU thread (measured on the reduced profiles), used only to
 # start the longest sub-runs first so that the pool finishes together.
@@ -46,8 +46,9 @@ CNF_S_PER_ITER = {"cnf_density": 0.035, "cnf_mle": 0.3}   # Figure 5 integrates 
 LATENT_S_PER_ITER = {"latent_ode": 0.1, "rnn": 0.05}
 
 EXPERIMENTS = ("latent_ode", "cnf_density", "cnf_mle")
-# Settings every task must see alike: on a cluster they name folders on a shared filesystem.
-FORWARDED_ENV = ("ODECORE_SCRATCH_DIR", "ODECORE_CHECKPOINT_DIR", "ODECORE_RESULTS_DIR")
+# Settings every task must see alike (variable -> Settings field): on a cluster, folders on a shared filesystem.
+FORWARDED_SETTINGS = {"ODECORE_SCRATCH_DIR": "scratch_dir", "ODECORE_CHECKPOINT_DIR": "checkpoint_dir",
+                      "ODECORE_RESULTS_DIR": "results_dir"}
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2   # tasks return small summaries; Ray's floor is 75 MiB
 CANCEL_WAIT_S = 30.0                       # how long cancelled tasks get to report back
 
@@ -105,7 +106,7 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
         for spec in specs:
             per_iter = CNF_S_PER_ITER[experiment] if spec["kind"] == "cnf" else NF_S_PER_ITER.get(spec["size"], 1e-2)
             gpu = experiment == "cnf_mle" and spec["kind"] == "cnf"  # the largest batches and widths
-            out.append(Task(1, -spec["iterations"] * per_iter, f"{experiment} {cnf._name(spec)}", cnf._train,
+            out.append(Task(1, -spec["iterations"] * per_iter, f"{experiment} {cnf.subrun_name(spec)}", cnf.train_subrun,
                             (spec, experiment, profile, False), gpu=gpu))
     return sorted(out)
 
@@ -152,7 +153,8 @@ def start_ray(address: str | None = None, workers: int | None = None) -> bool:
     """
     import ray
 
-    env = {"TQDM_DISABLE": "1", **{k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}}
+    chosen = settings.current()   # every task sees the driver's folders (on a cluster: a shared filesystem)
+    env = {"TQDM_DISABLE": "1", **{name: str(getattr(chosen, field)) for name, field in FORWARDED_SETTINGS.items()}}
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING,
                                "log_to_driver": True}
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -10,10 +10,9 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from odecore import paper, plots
-from odecore.experiments.latent_ode import MODELS, NAMES
+from odecore.models.latent_ode import MODELS, NAMES
 
 
 def table2_frame(record: dict):
@@ -292,22 +291,14 @@ def late_improvement(record: dict, epochs: int = 50) -> dict[str, float]:
 
 
 def fig_table2(record: dict):
-    """Table 2 as a picture: each seed's headline RMSE (dots) and their mean (bar) per model and n, the
-    paper's number as a black cross."""
-    runs = pd.DataFrame([{"model": NAMES[r["model"]], "n": r["n"], "RMSE beyond the window": r["rmse"]}
-                         for r in record["metrics"]["runs"]])
+    """Table 2 as a picture: each seed's headline RMSE (dots) and their mean and sd (bar) per model and n,
+    the paper's number as a black cross."""
+    y = "RMSE beyond the window"
+    runs = pd.DataFrame([{"model": NAMES[r["model"]], "n": r["n"], y: r["rmse"]} for r in record["metrics"]["runs"]])
+    reported = pd.DataFrame([{"model": NAMES[m], "n": n, y: v} for m in MODELS for n, v in paper.TABLE2[m].items()])
     fig, ax = plots.subplots(1, 1, width=5.2, height=3.2)
-    palette = {NAMES[m]: plots.COLORS[m] for m in MODELS}
-    sns.pointplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, errorbar="sd",
-                  dodge=0.3, linestyles="none", markers="_", markersize=14, ax=ax)
-    sns.stripplot(runs, x="n", y="RMSE beyond the window", hue="model", palette=palette, dodge=True, size=5,
-                  alpha=0.7, legend=False, ax=ax)
-    counts = sorted(runs["n"].unique())
-    for k, model in enumerate(MODELS):
-        paper_vals = [paper.TABLE2[model].get(n) for n in counts]
-        ax.scatter(np.arange(len(counts)) + (k - 0.5) * 0.4, paper_vals, marker="x", color="k", s=40, zorder=5,
-                   label="paper" if k == 0 else None)
+    plots.seed_spread(ax, runs, x="n", y=y, hue="model", palette={NAMES[m]: plots.COLORS[m] for m in MODELS},
+                      paper_points=reported, dodge=0.4)
     ax.set(xlabel="observed times n (of 100)", ylim=(0, None))
-    ax.legend(fontsize=8)
     plt.close(fig)
     return fig

@@ -27,6 +27,9 @@ from torch import Tensor, nn
 
 from odecore.solve import CountNFE, odesolve
 
+MODELS = ("rnn", "latent_ode")                         # Table 2's two models, in the paper's order
+NAMES = {"rnn": "RNN", "latent_ode": "latent ODE"}     # as tables and figures print them
+
 LOG_2PI = math.log(2 * math.pi)
 
 

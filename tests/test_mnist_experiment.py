@@ -97,6 +97,8 @@ def test_step_memory_reports_a_peak():
     assert out["peak_mb"] >= 0 and out["nfe_forward"] == 0 and out["method"]
     ode = exp.step_memory("odenet", 2)
     assert ode["nfe_forward"] > 0 and ode["nfe_backward"] > 0
+    fresh = exp.measure_step_memory("resnet", 8)            # in a spawned process, which must see the peak
+    assert fresh["peak_mb"] > 1 and fresh["method"].endswith("fresh process")
 
 
 def test_committed_record_draws(monkeypatch):

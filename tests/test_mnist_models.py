@@ -82,7 +82,6 @@ def test_adjoint_gradients_match_direct_backprop():
 
 
 def test_scipy_lsoda_solves_decay_exactly():
-    models.register_scipy_lsoda()
     z0 = torch.tensor([[1.0, 2.0]], dtype=torch.double)
     t = torch.tensor([0.0, 1.0], dtype=torch.double)
     z = odesolve(lambda t, z: -z, z0, t, rtol=1e-8, atol=1e-10, method="scipy_lsoda")
@@ -92,7 +91,6 @@ def test_scipy_lsoda_solves_decay_exactly():
 def test_scipy_lsoda_adjoint_gives_exact_gradients():
     """LSODA runs the adjoint's backward solve too (the Figure 3(c) setting): on dz/dt = A z the
     gradients of sum z(1) are known: d/dz0 = expm(A)^T 1, and d/dA by autograd through matrix_exp."""
-    models.register_scipy_lsoda()
 
     class Linear(torch.nn.Module):
         def __init__(self):

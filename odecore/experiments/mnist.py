@@ -11,11 +11,9 @@ figures are drawn from it by `odecore.figures.mnist`.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
+import multiprocessing
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -258,7 +256,8 @@ def _reset_peak_rss() -> str:
 
 
 def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: float = 1e-3,
-                rk_method: str = "rk4", rk_step: float | None = 0.25) -> dict:
+                rk_method: str = "rk4", rk_step: float | None = 0.25, device: str | None = None,
+                threads: int | None = None) -> dict:
     """Peak memory of one training step, measured in a fresh process (call `measure_step_memory`).
 
     CPU method: the process's peak resident set (VmHWM) is reset through /proc/self/clear_refs
@@ -267,7 +266,9 @@ def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: floa
     ru_maxrss is used the same way (it cannot be reset, so an earlier larger peak can hide the
     step's). CUDA: torch.cuda.max_memory_allocated over the step. Also returns time and NFE.
     """
-    dev = profiles.device()
+    dev = torch.device(device) if device else profiles.device()
+    if threads:
+        torch.set_num_threads(threads)
     model = models.make(name, downsampling=downsampling, tol=tol, rk_method=rk_method, rk_step=rk_step).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.rand(batch_size, 1, 28, 28, device=dev)
@@ -298,12 +299,11 @@ def step_memory(name: str, batch_size: int, downsampling: str = "res", tol: floa
 
 
 def measure_step_memory(name: str, batch_size: int, **kw) -> dict:
-    """`step_memory` in a fresh Python process, so no earlier allocation hides the peak."""
-    code = ("import json, sys; from odecore.experiments.mnist import step_memory; "
-            f"print(json.dumps(step_memory({name!r}, {batch_size}, **{kw!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """`step_memory` in a fresh Python process (spawned, not forked), so no earlier allocation hides
+    the peak; on this process's device and with its number of threads."""
+    kw = {"device": str(profiles.device()), "threads": torch.get_num_threads(), **kw}
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(step_memory, (name, batch_size), kw)
 
 
 # ----------------------------------------------------------------------------- Figure 3
@@ -344,7 +344,6 @@ def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[
 
 def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[dict]:
     """(c): forward and backward NFE of the adjoint under each solver of FIG3C_SOLVERS and tolerance."""
-    models.register_scipy_lsoda()
     block = model.ode
     saved = (block.method, block.adjoint_options, block.tol)
     model.train()

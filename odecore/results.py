@@ -18,13 +18,33 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import torch
 
 from odecore import settings
 
 ROOT = settings.ROOT
+
+
+class Record(TypedDict, total=False):
+    """One stored result: what `save` writes, `load` and every experiment's `run` return."""
+
+    experiment: str          # the result's name, e.g. "latent_ode"
+    profile: str
+    config: dict             # the config dataclass that made it, as JSON
+    config_hash: str
+    seeds: list[int]
+    wall_time_s: float       # of the call that wrote the record
+    subruns: dict            # count, trained_now, wall_time_s of the sub-runs it assembles (when it has any)
+    device: str
+    device_name: str
+    torch: str
+    torchdiffeq: str
+    python: str
+    git_commit: str
+    date: str
+    metrics: dict            # the numbers; the figures' arrays are stored beside it (save_arrays)
 
 
 class ResultsError(RuntimeError):
@@ -148,7 +168,7 @@ def check_writable(folder: Path) -> None:
 
 
 def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
-         wall_time_s: float, device: torch.device | None = None, subruns: dict | None = None) -> dict:
+         wall_time_s: float, device: torch.device | None = None, subruns: dict | None = None) -> Record:
     """Write one result with its provenance and return the record. `wall_time_s` is the time of the
     call that wrote it; `subruns` says what the sub-runs it assembles cost (see `cached`)."""
     record = {
@@ -184,7 +204,7 @@ def save_benchmark(name: str, figures: dict) -> Path:
     return path
 
 
-def load(experiment: str, profile: str) -> dict | None:
+def load(experiment: str, profile: str) -> Record | None:
     """The stored record, None if there is none; ResultsError if the file is unusable."""
     path = path_for(experiment, profile)
     if not path.exists():
@@ -211,7 +231,7 @@ def available_profiles(experiment: str) -> list[str]:
 
 
 def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dict], *,
-           seeds: list[int], device: torch.device | None = None) -> dict:
+           seeds: list[int], device: torch.device | None = None) -> Record:
     """Return the stored record when its config hash matches, else run `compute()` and store it.
 
     `compute` returns the metrics dict. The settings' rerun (ODECORE_RERUN=1, --rerun) forces `compute`.

@@ -36,7 +36,7 @@ def test_full_profile_is_the_papers_settings():
 def test_smoke_run_then_cached_then_resumed(monkeypatch):
     if not os.environ.get("ODECORE_MNIST_DIR"):
         monkeypatch.setenv("ODECORE_MNIST_DIR", str(SHARED))
-    rec = exp.run("smoke", progress=False)
+    (rec,) = exp.run("smoke", progress=False)
     cfg = exp.PROFILES["smoke"]
     m = rec["metrics"]
     assert rec["experiment"] == "mnist" and rec["profile"] == "smoke"
@@ -66,11 +66,11 @@ def test_smoke_run_then_cached_then_resumed(monkeypatch):
     figures.plot_figure3(rec)
     figures.plot_figure1(rec)
 
-    again = exp.run("smoke", progress=False)  # a matching result is loaded, not retrained
+    (again,) = exp.run("smoke", progress=False)  # a matching result is loaded, not retrained
     assert again["date"] == rec["date"]
     results.path_for("mnist", "smoke").unlink()  # finished parts are reused: no model is trained again
     monkeypatch.setattr(exp, "fit", lambda *a, **k: pytest.fail("retrained a finished model"))
-    resumed = exp.run("smoke", progress=False)
+    (resumed,) = exp.run("smoke", progress=False)
     assert resumed["metrics"]["table1"]["odenet"]["test_error"] == m["table1"]["odenet"]["test_error"]
 
 

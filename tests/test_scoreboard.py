@@ -10,7 +10,7 @@ def test_every_item_listed_before_any_run():
 
 
 def test_rows_from_a_result_carry_profile_and_status():
-    smoke = adjoint.run("smoke")
+    (smoke,) = adjoint.run("smoke")
     assert set(scoreboard.table()["status"]) == {"not yet run"}  # smoke results never count
     results.save("adjoint", "reduced", smoke["config"], smoke["metrics"], seeds=[0], wall_time_s=1.0)
     table = scoreboard.table()

@@ -2,8 +2,9 @@
 
 - `EXPERIMENTS`: the result names it writes (e.g. ("mnist",)),
 - a `Config` dataclass and `PROFILES: dict[str, Config]` (a subset of odecore.settings.PROFILES),
-- `run(profile=None, ...) -> record` (or a list of records): the stored result if its config hash
-  matches, else computed and stored, with the arrays its figures draw (odecore.results.save_arrays),
+- `run(profile=None, ...) -> list[Record]`: the chapter's results (odecore.results.Record), each the
+  stored one if its config hash matches, else computed and stored with the arrays its figures draw
+  (odecore.results.save_arrays); `run_<result>` functions where a chapter has several,
 - `scoreboard(record) -> list[dict]`: rows for the reproduction page (see odecore.scoreboard).
 
 A chapter's tables and figures are not here: they live in `odecore.figures.<chapter>`, as pure
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None, chapter: str | None = None) -> int:
     except (ValueError, results.ResultsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for rec in out if isinstance(out, list) else [out]:
+    for rec in out:
         failed = [r["name"] for r in rec["metrics"].get("runs", []) if isinstance(r, dict) and "failed" in r]
         print(f"{rec['experiment']} [{rec['profile']}] -> {results.path_for(rec['experiment'], rec['profile'])} "
               f"({rec['wall_time_s']:.1f} s on {rec['device_name']})"

@@ -270,7 +270,7 @@ def tolerance_sweep(cfg: Config) -> list[dict]:
     return rows
 
 
-def seminorm_against_size(cfg: Config) -> list[dict]:
+def seminorm_against_size(cfg: Config) -> list[results.Record]:
     """Backward NFE with the default norm and with the seminorm, for several network sizes."""
     rows = []
     for dim, hidden in cfg.seminorm_sizes:
@@ -344,11 +344,11 @@ def compute(cfg: Config) -> dict:
     }
 
 
-def run(profile: str | None = None) -> dict:
-    """The chapter's record for `profile` (cached when the config matches)."""
+def run(profile: str | None = None) -> list[results.Record]:
+    """The chapter's one record for `profile` (cached when the config matches)."""
     profile = profiles.check(profile or profiles.current(EXPERIMENT))
     cfg = PROFILES[profile]
-    return results.cached(EXPERIMENT, profile, cfg, lambda: compute(cfg), seeds=[cfg.seed])
+    return [results.cached(EXPERIMENT, profile, cfg, lambda: compute(cfg), seeds=[cfg.seed])]
 
 
 def scoreboard(record: dict) -> list[dict]:

@@ -275,7 +275,7 @@ def _fit(spec: dict, experiment: str, name: str, stem: Path, ckpt: Path, progres
     return summary
 
 
-def density_specs(cfg: DensityConfig) -> list[dict]:
+def density_specs(cfg: DensityConfig) -> list[results.Record]:
     """Every sub-run of a Figure 4 profile, short CNF runs first, the long ones last."""
     common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
     cnf = {"hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
@@ -309,7 +309,7 @@ def mle_specs(cfg: MLEConfig) -> list[dict]:
     return specs
 
 
-def run_density(profile: str | None = None) -> dict:
+def run_density(profile: str | None = None) -> results.Record:
     """Figure 4 and the Theorem 1 check: the cached record if its config matches, else trained."""
     profile = profiles.check(profile or profiles.current("cnf_density"))
     cfg = DENSITY_PROFILES[profile]
@@ -324,7 +324,7 @@ def run_density(profile: str | None = None) -> dict:
     return record
 
 
-def run_mle(profile: str | None = None) -> dict:
+def run_mle(profile: str | None = None) -> results.Record:
     """Figure 5: the cached record if its config matches, else trained."""
     profile = profiles.check(profile or profiles.current("cnf_mle"))
     cfg = MLE_PROFILES[profile]
@@ -337,7 +337,7 @@ def run_mle(profile: str | None = None) -> dict:
     return record
 
 
-def run(profile: str | None = None) -> list[dict]:
+def run(profile: str | None = None) -> list[results.Record]:
     """Both results of the chapter: Figure 5 (cheaper) first, then Figure 4."""
     return [run_mle(profile), run_density(profile)]
 
@@ -424,7 +424,7 @@ def mle_arrays(record: dict) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------- scoreboard
-def scoreboard(record: dict) -> list[dict]:
+def scoreboard(record: dict) -> list[results.Record]:
     """Rows for the reproduction page (see odecore.scoreboard)."""
     m = record["metrics"]
     rows: list[dict] = []

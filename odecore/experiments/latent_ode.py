@@ -343,7 +343,7 @@ def table2(runs: list[dict]) -> dict:
     return out
 
 
-def run_spirals(profile: str | None = None, *, progress: bool = True) -> dict:
+def run_spirals(profile: str | None = None, *, progress: bool = True) -> results.Record:
     """Train (or load) every sub-run of a profile and return the "latent_ode" record."""
     profile = profiles.check(profile or profiles.current("latent_ode"))
     cfg = PROFILES[profile]
@@ -435,7 +435,7 @@ def load_poisson(profile: str) -> PoissonLatentODE:
     return net.eval()
 
 
-def run_poisson(profile: str | None = None, *, progress: bool = True) -> dict:
+def run_poisson(profile: str | None = None, *, progress: bool = True) -> results.Record:
     """Train (or load) the Poisson latent ODE and return the "latent_ode_poisson" record."""
     profile = profiles.check(profile or profiles.current("latent_ode_poisson"))
     cfg = POISSON_PROFILES[profile]
@@ -498,7 +498,7 @@ SAMPLING_PROFILES: dict[str, Config] = {
 }
 
 
-def run_sampling(profile: str | None = None, *, progress: bool = True) -> dict:
+def run_sampling(profile: str | None = None, *, progress: bool = True) -> results.Record:
     """The "latent_ode_sampling" record: each model trained on irregular (the paper's) and on evenly
     spaced observation times, the same n, data, seed and training; the irregular sub-runs are
     shared with the profile's Table 2 runs."""
@@ -538,7 +538,7 @@ COVERAGE_PROFILES: dict[str, CoverageConfig] = {
 }
 
 
-def run_coverage(profile: str | None = None) -> dict:
+def run_coverage(profile: str | None = None) -> results.Record:
     """The "latent_ode_coverage" record: per test spiral, the first design's beyond-window RMSE and start
     angle, with that design's coverage, at the chapter's horizon (evaluation only, no training)."""
     profile = profiles.check(profile or profiles.current("latent_ode_coverage"))
@@ -569,7 +569,7 @@ def run_coverage(profile: str | None = None) -> dict:
     return results.cached("latent_ode_coverage", profile, cc, compute, seeds=list(cc.seeds))
 
 
-def run(profile: str | None = None, *, progress: bool = True) -> list[dict]:
+def run(profile: str | None = None, *, progress: bool = True) -> list[results.Record]:
     """The results of the chapter: [spirals, Poisson] and, where the profile has one, the sampling comparison."""
     out = [run_spirals(profile, progress=progress), run_poisson(profile, progress=progress)]
     if out[0]["profile"] in SAMPLING_PROFILES:
@@ -584,7 +584,7 @@ def run(profile: str | None = None, *, progress: bool = True) -> list[dict]:
 RMSE_TOLERANCE = 0.03  # absolute: within it, a Table 2 entry counts as reproduced
 
 
-def scoreboard(record: dict) -> list[dict]:
+def scoreboard(record: dict) -> list[results.Record]:
     """Rows for the reproduction page from a "latent_ode" or "latent_ode_poisson" record."""
     m = record["metrics"]
     if record["experiment"] in ("latent_ode_sampling", "latent_ode_coverage"):

@@ -313,7 +313,7 @@ def _ode_features(model: models.Classifier, x: Tensor) -> Tensor:
         return model[0](x)
 
 
-def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[dict]:
+def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[results.Record]:
     """(a, b): forward NFE, numerical error and wall time of the ODE block at each test tolerance.
 
     Error: mean over images of ||z(1) - z_ref(1)|| / ||z_ref(1)||, z_ref solved at fig3_ref_tol.
@@ -342,7 +342,7 @@ def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[
     return rows
 
 
-def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[dict]:
+def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[results.Record]:
     """(c): forward and backward NFE of the adjoint under each solver of FIG3C_SOLVERS and tolerance."""
     block = model.ode
     saved = (block.method, block.adjoint_options, block.tol)
@@ -454,8 +454,9 @@ def _summarise(runs: list[dict], memory: dict) -> dict:
     return out
 
 
-def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
-    """The cached record of `profile` if its config matches, else train and measure everything."""
+def run(profile: str | None = None, *, progress: bool | None = None) -> list[results.Record]:
+    """The chapter's one record: the stored one of `profile` if its config matches, else train and
+    measure everything."""
     profile = profiles.check(profile or profiles.current("mnist"))
     cfg = PROFILES[profile]
     progress = settings.current().progress if progress is None else progress
@@ -489,7 +490,7 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> dict:
                 "param_counts": models.param_counts(), "split": {
                     "train": len(mnist.train_x), "val": len(mnist.val_x), "test": len(mnist.test_x)}}
 
-    return results.cached("mnist", profile, cfg, compute, seeds=all_seeds)
+    return [results.cached("mnist", profile, cfg, compute, seeds=all_seeds)]
 
 
 def figure3(cfg: Config, mnist: data.MNIST, profile: str, seed: int) -> dict:
@@ -508,7 +509,7 @@ def figure3(cfg: Config, mnist: data.MNIST, profile: str, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- scoreboard
 
-def scoreboard(record: dict) -> list[dict]:
+def scoreboard(record: dict) -> list[results.Record]:
     """Reproduction-page rows: Table 1 (error and params per model), Figure 1, Figure 3."""
     m = record["metrics"]
     rows = []

@@ -115,7 +115,17 @@ MLE_PROFILES: dict[str, MLEConfig] = {
     # CNF step costs about 0.3 s on one core at 200 evaluations, so 5,000, and the cheaper NF 10,000.
     "full": MLEConfig(cnf_iterations=5_000),
 }
-PROFILES = {p: (DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in DENSITY_PROFILES}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The chapter's two results, each with its own config (and its own hash and record)."""
+
+    density: DensityConfig
+    mle: MLEConfig
+
+
+PROFILES: dict[str, Config] = {p: Config(DENSITY_PROFILES[p], MLE_PROFILES[p]) for p in DENSITY_PROFILES}
 
 
 # ----------------------------------------------------------------------------------- Theorem 1

@@ -7,7 +7,7 @@ measures peak training memory and time, then measures Figure 3 on the trained OD
 the small 1-D toy of Figure 1. The record holds everything the chapter draws; the tables and
 figures are drawn from it by `odecore.figures.mnist`.
 
-    python -m odecore.experiments.mnist --profile reduced
+    python -m odecore.experiments mnist --profile reduced
 """
 from __future__ import annotations
 

@@ -262,8 +262,10 @@ def arrays_path(experiment: str, profile: str) -> Path:
 
 
 def _stamp(record: dict) -> str:
-    """What ties arrays to the one record they were computed from: its config hash and its date."""
-    return f"{record['config_hash']}@{record.get('date', '?')}"
+    """What ties arrays to the one record they were computed from: its config hash, its date and a
+    hash of its metrics (a rerun in the same second still has other numbers)."""
+    numbers = hashlib.sha256(json.dumps(record["metrics"], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{record['config_hash']}@{record.get('date', '?')}@{numbers}"
 
 
 def save_arrays(record: dict, arrays: dict[str, Any]) -> Path:
@@ -298,7 +300,7 @@ def load_arrays(record: dict) -> dict | None:
 
 def cached_arrays(record: dict, compute: Callable[[], dict[str, Any]]) -> dict:
     """The stored arrays of `record`, else `compute()`'s, stored. Rerun or not, arrays follow their
-    record: a retrained record has a new date, so its old arrays no longer match."""
+    record: a retrained record has a new date and new numbers, so its old arrays no longer match."""
     arrays = load_arrays(record)
     if arrays is None:
         save_arrays(record, compute())

@@ -68,6 +68,7 @@ def test_arrays_belong_to_one_record(tmp_path, monkeypatch):
     assert results.load_arrays(record)["grid"].tolist() == [[0, 1, 2], [3, 4, 5]]
     assert results.load_arrays({**record, "date": "another run"}) is None          # retrained: recompute
     assert results.load_arrays({**record, "config_hash": "another config"}) is None
+    assert results.load_arrays({**record, "metrics": {"x": 2.0}}) is None                 # same second, other numbers
     calls = []
     again = results.cached_arrays(record, lambda: calls.append(1) or {"grid": np.zeros(1)})
     assert not calls and again["grid"].shape == (2, 3)                                  # served, not recomputed

@@ -15,7 +15,9 @@ One command line for every chapter (exit status 1 on any error):
     python -m odecore.experiments CHAPTER [--profile P] [--rerun]
 
 CHAPTER is one of adjoint, mnist, cnf, latent_ode; `python -m odecore.experiments.<chapter>` is the
-same command. The profile defaults to $ODECORE_PROFILE, else smoke.
+same command. The profile defaults to $ODECORE_PROFILE, else smoke. `--rerun` (or ODECORE_RERUN=1)
+trains every sub-run of the chapter again from its start: it deletes their finished summaries and
+resume state first, so leave it off to resume an interrupted run.
 """
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ CHAPTERS: dict[str, str] = {"adjoint": "odecore.experiments.adjoint", "mnist": "
 
 def main(argv: list[str] | None = None, chapter: str | None = None) -> int:
     """Run one chapter's experiments (stored results are reused unless --rerun) and print where each
-    result went. Returns the exit status: 1, with the reason on stderr, when the settings are bad."""
+    result went. Returns the exit status: 1, with the reason on stderr, when the settings are bad or a
+    stored file is unusable; any other failure raises (exit status 1 with its traceback)."""
     parser = argparse.ArgumentParser(prog=f"python -m odecore.experiments{'.' + chapter if chapter else ''}",
                                      description="Run a chapter's experiments and store their results.")
     if chapter is None:
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None, chapter: str | None = None) -> int:
     parser.add_argument("--rerun", action="store_true", help="train even if a matching result is stored")
     args = parser.parse_args(argv)
     chapter = chapter or args.chapter
-    try:
+    try:   # the settings: a bad one is a one-line error, before any work
         chosen = settings.Settings.from_env()
         if args.profile and chosen.profile and args.profile != chosen.profile:
             raise ValueError(f"--profile {args.profile} but ODECORE_PROFILE={chosen.profile}: say one")
@@ -63,9 +66,13 @@ def main(argv: list[str] | None = None, chapter: str | None = None) -> int:
         module = importlib.import_module(CHAPTERS[chapter])
         if profile not in module.PROFILES:
             raise ValueError(f"the {chapter} chapter has no profile {profile!r}; it has {', '.join(module.PROFILES)}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:   # the run: an unusable stored file is a one-line error; anything else keeps its traceback
         with settings.use(chosen, profile=profile, rerun=chosen.rerun or args.rerun):
             out = module.run(profile)
-    except (ValueError, results.ResultsError) as err:
+    except results.ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for rec in out:

@@ -24,7 +24,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from odecore import paper, profiles, results
 from odecore.adjoint import adjoint_odeint, augmented_dynamics
-from odecore.figures.adjoint import memory_slope, table_sweep
 from odecore.solve import CountNFE, odesolve
 from odecore.train import seed_everything
 
@@ -270,7 +269,7 @@ def tolerance_sweep(cfg: Config) -> list[dict]:
     return rows
 
 
-def seminorm_against_size(cfg: Config) -> list[results.Record]:
+def seminorm_against_size(cfg: Config) -> list[dict]:
     """Backward NFE with the default norm and with the seminorm, for several network sizes."""
     rows = []
     for dim, hidden in cfg.seminorm_sizes:
@@ -352,6 +351,8 @@ def run(profile: str | None = None) -> list[results.Record]:
 
 
 def scoreboard(record: dict) -> list[dict]:
+    from odecore.figures.adjoint import memory_slope, table_sweep   # here: the experiment needs no plotting
+
     m = record["metrics"]
     neural = m["checks"]["neural"]
     rows = [

@@ -31,7 +31,6 @@ import torch
 
 from odecore import profiles, results, settings, train
 from odecore.datasets import toy2d
-from odecore.figures import cnf as figures
 from odecore.models import flows
 from odecore.solve import SolverError, odesolve
 
@@ -285,7 +284,7 @@ def _fit(spec: dict, experiment: str, name: str, stem: Path, ckpt: Path, progres
     return summary
 
 
-def density_specs(cfg: DensityConfig) -> list[results.Record]:
+def density_specs(cfg: DensityConfig) -> list[dict]:
     """Every sub-run of a Figure 4 profile, short CNF runs first, the long ones last."""
     common = {"batch_size": cfg.batch_size, "chunk": cfg.chunk, "eval_samples": cfg.eval_samples}
     cnf = {"hidden": cfg.hidden, "scale": cfg.scale, "t1": cfg.t1, "base_std": 1.0, "rtol": cfg.rtol, "atol": cfg.atol,
@@ -434,7 +433,7 @@ def mle_arrays(record: dict) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------- scoreboard
-def scoreboard(record: dict) -> list[results.Record]:
+def scoreboard(record: dict) -> list[dict]:
     """Rows for the reproduction page (see odecore.scoreboard)."""
     m = record["metrics"]
     rows: list[dict] = []
@@ -443,7 +442,9 @@ def scoreboard(record: dict) -> list[results.Record]:
         rows.append({"item": "Theorem 1", "quantity": "max abs difference, -int tr(df/dz) dt against "
                      "-log det(dz(t)/dz0) by autograd, random 2-D CNF", "paper": 0.0, "ours": th["max_abs_err"],
                      "unit": "nats", "tolerance": 1e-6, "note": "an exact identity; tolerance set by the solver's 1e-10"})
-        tab = figures.density_table(record)
+        from odecore.figures.cnf import density_table   # here: training and pool workers need no plotting
+
+        tab = density_table(record)
         cfg = record["config"]
         big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
         wins = 0

@@ -313,7 +313,7 @@ def _ode_features(model: models.Classifier, x: Tensor) -> Tensor:
         return model[0](x)
 
 
-def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[results.Record]:
+def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[dict]:
     """(a, b): forward NFE, numerical error and wall time of the ODE block at each test tolerance.
 
     Error: mean over images of ||z(1) - z_ref(1)|| / ||z_ref(1)||, z_ref solved at fig3_ref_tol.
@@ -342,7 +342,7 @@ def figure3_tolerance(model: models.Classifier, x: Tensor, cfg: Config) -> list[
     return rows
 
 
-def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[results.Record]:
+def figure3_backward(model: models.Classifier, xs: list[Tensor], ys: list[Tensor], cfg: Config) -> list[dict]:
     """(c): forward and backward NFE of the adjoint under each solver of FIG3C_SOLVERS and tolerance."""
     block = model.ode
     saved = (block.method, block.adjoint_options, block.tol)
@@ -509,7 +509,7 @@ def figure3(cfg: Config, mnist: data.MNIST, profile: str, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- scoreboard
 
-def scoreboard(record: dict) -> list[results.Record]:
+def scoreboard(record: dict) -> list[dict]:
     """Reproduction-page rows: Table 1 (error and params per model), Figure 1, Figure 3."""
     m = record["metrics"]
     rows = []

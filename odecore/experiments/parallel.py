@@ -153,8 +153,11 @@ def start_ray(address: str | None = None, workers: int | None = None) -> bool:
     """
     import ray
 
-    chosen = settings.current()   # every task sees the driver's folders (on a cluster: a shared filesystem)
-    env = {"TQDM_DISABLE": "1", **{name: str(getattr(chosen, field)) for name, field in FORWARDED_SETTINGS.items()}}
+    # every task sees the folders the driver chose (on a cluster: on a shared filesystem); a folder left
+    # at its default stays the default of the node's own installation
+    chosen, default = settings.current(), settings.Settings()
+    env = {"TQDM_DISABLE": "1", **{name: str(getattr(chosen, field)) for name, field in FORWARDED_SETTINGS.items()
+                                   if getattr(chosen, field) != getattr(default, field)}}
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING,
                                "log_to_driver": True}
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -40,10 +40,12 @@ def failures(record: dict) -> list[dict]:
     return [r for r in record["metrics"]["runs"] if "failed" in r]
 
 
-def _image(ax, values: np.ndarray, lim: float) -> None:
-    """Draw a density on [-lim, lim]^2, indexed [x, y] (a histogram or a grid), without axes."""
+def _image(ax, values: np.ndarray, lim: float, grid: bool = False) -> None:
+    """Draw a density indexed [x, y], without axes: a histogram of bins spanning [-lim, lim]^2, or
+    (grid=True) values at n x n points spanning it, each drawn as the cell centred on its point."""
     n = values.shape[0]
-    edges = np.linspace(-lim, lim, n + 1)
+    half = lim / (n - 1) if grid else 0.0
+    edges = np.linspace(-lim - half, lim + half, n + 1)
     ax.pcolormesh(edges, edges, values.T, cmap="viridis", rasterized=True)
     ax.set_xticks([]); ax.set_yticks([]); ax.set_aspect("equal"); ax.grid(False)
 
@@ -78,7 +80,7 @@ def figure4(record: dict, arrays: dict):
             if key not in arrays:
                 ax.axis("off")
                 continue
-            _image(ax, arrays[key], lim)
+            _image(ax, arrays[key], lim, grid=kind == "target")
             if kind == "target":
                 ax.set_ylabel(target)
             else:
@@ -152,7 +154,7 @@ def figure5(record: dict, arrays: dict) -> dict:
             key = f"{data}/" + ("cnf_density", "cnf_samples", "nf_samples")[r]
             for c in range(1, len(fracs) + 1):
                 if key in arrays:
-                    _image(axes[r, c], arrays[key][c - 1], lim)
+                    _image(axes[r, c], arrays[key][c - 1], lim, grid=r == 0)
                 else:
                     axes[r, c].axis("off")
         axes[0, 0].set_title("target")

@@ -38,6 +38,18 @@ def test_tasks_cover_every_subrun_once_longest_first():
     assert any(t.gpu for t in todo) and not any(t.gpu for t in todo if not t.label.startswith("cnf_mle cnf-"))
 
 
+def test_mnist_subruns_are_tasks_with_the_convolutional_models_on_a_gpu():
+    from odecore.experiments import mnist
+
+    todo = parallel.tasks("cpu", ("mnist",))
+    cfg = mnist.PROFILES["cpu"]
+    assert sorted(t.label for t in todo) == sorted(f"mnist {m} seed={s}" for m, seeds in cfg.seeds.items() for s in seeds)
+    assert {t.label.split()[1] for t in todo if t.gpu} == {"resnet", "rknet", "odenet"}
+    assert all(t.fn is mnist.train_subrun and t.args[0] == "cpu" for t in todo)
+    first = [t.label for t in todo if t.priority == 0]        # one seed of every model before the others
+    assert sorted(label.split()[1] for label in first) == sorted(cfg.seeds)
+
+
 def test_task_body_gets_its_device_as_an_argument_and_one_thread(monkeypatch):
     import torch
 
@@ -183,3 +195,24 @@ def test_killed_driver_leaves_no_training_process(tmp_path):
         for pid in _alive(session):                   # Ray's lingering agents (or anything a failure left)
             os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not (MNIST / "train-labels-idx1-ubyte.gz").exists() and not os.environ.get("ODECORE_MNIST_DIR"),
+                    reason="no MNIST copy")
+def test_mnist_pool_then_the_chapter_assembles_without_training_a_model(tmp_path):
+    env = _command_env(tmp_path, ODECORE_MNIST_DIR=os.environ.get("ODECORE_MNIST_DIR") or str(MNIST))
+    pool = subprocess.run([sys.executable, "-m", "odecore.experiments.parallel", "--profile", "smoke", "--only", "mnist",
+                           "--workers", "2"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    n = len(parallel.tasks("smoke", ("mnist",)))
+    assert pool.returncode == 0 and f"{n} done, 0 failed" in pool.stdout, pool.stdout + pool.stderr
+    chapter = subprocess.run([sys.executable, "-m", "odecore.experiments", "mnist", "--profile", "smoke"], env=env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert chapter.returncode == 0, chapter.stderr
+    import json
+
+    record = json.loads((tmp_path / "results" / "mnist-smoke.json").read_text())
+    # every model came from the pool; the assembly measured only Figure 1, Figure 3 and the memory
+    assert record["subruns"]["count"] == n + 3 and record["subruns"]["trained_now"] == 3

@@ -454,6 +454,22 @@ def _summarise(runs: list[dict], memory: dict) -> dict:
     return out
 
 
+def subrun(profile: str, cfg: Config, mnist: data.MNIST, name: str, seed: int, *, progress: bool) -> dict:
+    """One (model, seed) of a profile: its stored summary, else trained (resuming); see results.run_or_load."""
+    key = _key(cfg, TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
+    stem = _parts_dir(profile) / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights beside it
+    return results.run_or_load(stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
+                               resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt")))
+
+
+def train_subrun(profile: str, name: str, seed: int, progress: bool = False) -> dict:
+    """`subrun` as a pool task (odecore.experiments.parallel): reads the data splits on the task's device first.
+    The chapter's `run` then finds the sub-run done and assembles the record."""
+    cfg = PROFILES[profile]
+    mnist = data.splits(cfg.n_val, n_train=cfg.n_train, n_test=cfg.n_test, device=profiles.device())
+    return subrun(profile, cfg, mnist, name, seed, progress=progress)
+
+
 def run(profile: str | None = None, *, progress: bool | None = None) -> list[results.Record]:
     """The chapter's one record: the stored one of `profile` if its config matches, else train and
     measure everything."""
@@ -474,11 +490,7 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> list[res
         figure1_data = results.run_or_load(parts / f"figure1-{_key(cfg, ('fig1_iters',))}.json", lambda: figure1(cfg))
         fig3 = None
         for name, seed in order:
-            key = _key(cfg, TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
-            stem = parts / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights are beside it
-            runs.setdefault(name, []).append(results.run_or_load(
-                stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
-                resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt"))))
+            runs.setdefault(name, []).append(subrun(profile, cfg, mnist, name, seed, progress=progress))
             if name == "odenet" and fig3 is None:
                 fig3 = results.run_or_load(parts / f"figure3-{_key(cfg, TRAIN_FIELDS + FIG3_FIELDS, seed=seed, num_epochs=num_epochs(cfg, 'odenet'))}.json",
                              lambda: figure3(cfg, mnist, profile, seed))

@@ -2,7 +2,8 @@
 
 The chapters' small models (2-D flows, 4-D latent ODEs) are bound by per-operation overhead, not
 arithmetic, so a GPU does not speed one of them up; many cores running many sub-runs side by side do.
-`tasks(profile, only)` lists every sub-run of the latent_ode, cnf_density and cnf_mle chapters;
+MNIST's convolutional models are the exception: their sub-runs are GPU tasks where the cluster has GPUs.
+`tasks(profile, only)` lists every sub-run of the mnist, latent_ode, cnf_density and cnf_mle results;
 `run_pool` trains them as Ray tasks of one CPU (plus a GPU, or a share of one, for the tasks marked
 `gpu` when the cluster has GPUs), one torch thread each, with the device handed to each task as an
 argument.
@@ -44,11 +45,12 @@ from odecore import profiles, settings
 NF_S_PER_ITER: dict[int, float] = {2: 1.0e-3, 8: 2.5e-3, 32: 8.0e-3, 64: 1.6e-2}
 CNF_S_PER_ITER = {"cnf_density": 0.035, "cnf_mle": 0.3}   # Figure 5 integrates to t1 = 10
 LATENT_S_PER_ITER = {"latent_ode": 0.1, "rnn": 0.05}
+MNIST_S_PER_STEP = {"mlp": 0.015, "resnet": 0.4, "rknet": 0.7, "odenet": 1.8}   # batch 128, one thread
 
-EXPERIMENTS = ("latent_ode", "cnf_density", "cnf_mle")
+EXPERIMENTS = ("mnist", "latent_ode", "cnf_density", "cnf_mle")
 # Settings every task must see alike (variable -> Settings field): on a cluster, folders on a shared filesystem.
 FORWARDED_SETTINGS = {"ODECORE_SCRATCH_DIR": "scratch_dir", "ODECORE_CHECKPOINT_DIR": "checkpoint_dir",
-                      "ODECORE_RESULTS_DIR": "results_dir"}
+                      "ODECORE_RESULTS_DIR": "results_dir", "ODECORE_MNIST_DIR": "mnist_dir"}
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2   # tasks return small summaries; Ray's floor is 75 MiB
 CANCEL_WAIT_S = 30.0                       # how long cancelled tasks get to report back
 
@@ -80,9 +82,22 @@ class Report:
 
 def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
     """Every sub-run of the chosen experiments at `profile`, in the order the pool starts them."""
-    from odecore.experiments import cnf, latent_ode
+    from odecore.experiments import cnf, latent_ode, mnist
 
+    have = {"mnist": mnist.PROFILES, "latent_ode": latent_ode.PROFILES, "cnf_density": cnf.DENSITY_PROFILES,
+            "cnf_mle": cnf.MLE_PROFILES}
+    missing = [e for e in only if profile not in have[e]]
+    if missing:
+        raise ValueError(f"no profile {profile!r} for {', '.join(missing)}; choose it with --only, or another profile")
     out: list[Task] = []
+    if "mnist" in only:   # the convolutional models on a GPU where the cluster has one
+        cfg = mnist.PROFILES[profile]
+        steps = -(-(cfg.images_per_epoch or cfg.n_train or 60_000 - cfg.n_val) // cfg.batch_size)
+        for name, seeds in cfg.seeds.items():
+            for seed in seeds:
+                cost = mnist.num_epochs(cfg, name) * steps * MNIST_S_PER_STEP[name]
+                out.append(Task(0 if seed == seeds[0] else 2, -cost, f"mnist {name} seed={seed}", mnist.train_subrun,
+                                (profile, name, seed), gpu=name != "mlp"))
     if "latent_ode" in only:
         cfg = latent_ode.PROFILES[profile]
         iters = cfg.num_epochs * -(-(cfg.n_spirals - cfg.n_test) // cfg.batch_size)
@@ -99,11 +114,11 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
                     out.append(Task(3, -iters * LATENT_S_PER_ITER[model], f"latent_ode {model} n={n} seed={seed} regular",
                                     latent_ode.train_one, (profile, scfg, model, n, seed),
                                     {"progress": False, "sampling": "regular"}))
-    for experiment, specs in (("cnf_density", cnf.density_specs(cnf.DENSITY_PROFILES[profile])),
-                              ("cnf_mle", cnf.mle_specs(cnf.MLE_PROFILES[profile]))):
+    for experiment, specs in (("cnf_density", lambda: cnf.density_specs(cnf.DENSITY_PROFILES[profile])),
+                              ("cnf_mle", lambda: cnf.mle_specs(cnf.MLE_PROFILES[profile]))):
         if experiment not in only:
             continue
-        for spec in specs:
+        for spec in specs():
             per_iter = CNF_S_PER_ITER[experiment] if spec["kind"] == "cnf" else NF_S_PER_ITER.get(spec["size"], 1e-2)
             gpu = experiment == "cnf_mle" and spec["kind"] == "cnf"  # the largest batches and widths
             out.append(Task(1, -spec["iterations"] * per_iter, f"{experiment} {cnf.subrun_name(spec)}", cnf.train_subrun,
@@ -128,7 +143,7 @@ def run_task(fn: Callable, args: tuple, kwargs: dict, device: str) -> tuple[floa
 def _summary(out: Any) -> str:
     if not isinstance(out, dict):
         return ""
-    for key in ("failed", "kl", "rmse", "test_loglik"):
+    for key in ("failed", "kl", "rmse", "test_loglik", "test_error"):
         if key in out:
             return f"{key} {out[key]}" if key == "failed" else f"{key} {out[key]:.4f}"
     return ""
@@ -252,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="GPUs each GPU sub-run takes (0.25: four share a GPU)")
     parser.add_argument("--list", action="store_true", help="print the sub-runs in start order and exit")
     args = parser.parse_args(argv)
-    todo = tasks(args.profile, tuple(args.only))
+    try:
+        todo = tasks(args.profile, tuple(args.only))
+    except ValueError as err:
+        parser.error(str(err))
     if args.list:
         for t in todo:
             print(f"{t.priority} {-t.neg_cost:8.0f} s  {'gpu ' if t.gpu else ''}{t.label}")

@@ -5,9 +5,9 @@ import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from odecore.adjoint import adjoint_odeint
+from odecore.experiments.adjoint import PROFILES, check_problem, memory_against_steps, peak_memory
+from odecore.models.adjoint import LinearDynamics, MLPDynamics
 from odecore.solve import SolverError
-from odecore.experiments.adjoint import (PROFILES, LinearDynamics, MLPDynamics, check_problem,
-                                         memory_against_steps, peak_memory)
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 

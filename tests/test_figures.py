@@ -95,3 +95,21 @@ def test_cnf_smoke_run_stores_what_its_figures_draw(tmp_path, monkeypatch):
         assert m_arrays[f"{data}/cnf_density"].shape[0] == m_arrays[f"{data}/nf_samples"].shape[0]
     assert cnf_figures.figure4(density, d_arrays).axes and cnf_figures.figure5(mle, m_arrays)
     plt.close("all")
+
+
+def test_mnist_words_follow_the_profile_shown(committed):
+    from odecore.figures import mnist as mnist_figures
+
+    reduced, _ = committed("mnist")
+    words = mnist_figures.error_summary(reduced)
+    for row in reduced["metrics"]["table1"].values():
+        assert f"{row['test_error_mean']:.2f}%" in words
+    assert "fraction of one pass" in words and "targets" not in words
+    cpu = {**reduced, "profile": "cpu"}                       # the same numbers, read as the cpu profile would be
+    rows = mnist_figures.error_rows(cpu)
+    assert rows["target"].notna().all() and not rows["met"].any()           # 2.5-5% errors miss every target
+    assert "are met by none and missed by" in mnist_figures.error_summary(cpu)
+    one = {**cpu, "metrics": {**cpu["metrics"], "table1": {**cpu["metrics"]["table1"], "odenet": {
+        **cpu["metrics"]["table1"]["odenet"], "seeds": [0], "test_error_mean": 0.55}}}}
+    assert mnist_figures.error_rows(one).loc["ODE-Net", "met"]
+    assert any("for the ODE-Net:" in line for line in mnist_figures.limits(one))

@@ -33,3 +33,11 @@ def test_dimension_sweep_times_every_variant_at_the_same_evaluations():
         (3, "hutchinson")]
     assert {r["nfe_forward"] for r in rows} == {40}
     assert all(r["s_per_step"] > 0 for r in rows)
+
+
+def test_the_device_script_parses():
+    """benchmarks/device.sh is meant for a short GPU lease: a syntax error must not cost one."""
+    import subprocess
+
+    out = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device.sh")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -81,6 +81,16 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def subrun_key(config: Any, *, fields: tuple[str, ...] | None = None, leave_out: tuple[str, ...] = (),
+               **extra: Any) -> str:
+    """The key of a sub-run: the hash of the settings its result depends on, that is the config's
+    `fields` (None: all of them but `leave_out`) and `extra` (its model, seed, ...; a config field of
+    the same name wins). A setting outside the key (more seeds, another figure) can change without
+    the sub-run being trained again."""
+    chosen = {k: v for k, v in as_dict(config).items() if (fields is None or k in fields) and k not in leave_out}
+    return config_hash({**extra, **chosen})
+
+
 def path_for(experiment: str, profile: str) -> Path:
     return results_dir() / f"{experiment}-{settings.parse_profile(profile, 'profile')}.json"
 

@@ -217,3 +217,12 @@ def test_an_assembled_record_carries_its_subruns_cost(tmp_path):
     results.path_for("toy", "smoke").unlink()
     again = results.cached("toy", "smoke", Cfg(), compute, seeds=[0])    # assembled from stored sub-runs
     assert again["subruns"] == {**first["subruns"], "trained_now": 0}
+
+
+def test_subrun_key_depends_on_the_chosen_settings_only():
+    base = results.subrun_key(Cfg(), fields=("lr",), seed=0)
+    assert base == results.subrun_key(Cfg(sizes=[9]), fields=("lr",), seed=0)     # outside the key
+    assert base != results.subrun_key(Cfg(lr=0.2), fields=("lr",), seed=0)
+    assert base != results.subrun_key(Cfg(), fields=("lr",), seed=1)
+    assert results.subrun_key(Cfg(), leave_out=("sizes",)) == results.subrun_key(Cfg(sizes=[7]), leave_out=("sizes",))
+    assert results.subrun_key(Cfg(), fields=("lr",), lr=5.0) == results.subrun_key(Cfg(), fields=("lr",))  # the config wins

@@ -217,7 +217,7 @@ def _chunked(fn, x: torch.Tensor, size: int = 5000) -> torch.Tensor:
 def train_subrun(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
     """One sub-run: its stored summary, else trained (resuming if interrupted); see results.run_or_load."""
     name = subrun_name(spec)
-    stem = scratch() / f"{name}-{results.config_hash(spec)}"
+    stem = scratch() / f"{name}-{results.subrun_key(spec)}"
     ckpt = _ckpt_path(experiment, profile, name)
     return results.run_or_load(stem.with_suffix(".json"), lambda: _fit(spec, experiment, name, stem, ckpt, progress),
                                outputs=(ckpt,), resume=(stem.with_suffix(".pt"),))

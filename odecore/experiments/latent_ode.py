@@ -126,8 +126,7 @@ _NOT_IN_SUBRUN_KEY = ("seeds", "obs_counts", "figure_seed")
 
 def _scratch(name: str, profile: str, config) -> Path:
     """Folder of a profile's resume state and finished sub-runs, keyed by the training config."""
-    key = {k: v for k, v in results.as_dict(config).items() if k not in _NOT_IN_SUBRUN_KEY}
-    return results.scratch_dir() / name / f"{profile}-{results.config_hash(key)}"
+    return results.scratch_dir() / name / f"{profile}-{results.subrun_key(config, leave_out=_NOT_IN_SUBRUN_KEY)}"
 
 
 def checkpoint_path(profile: str, model: str, n: int, seed: int, name: str = "latent_ode") -> Path:

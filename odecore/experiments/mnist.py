@@ -162,11 +162,6 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch: int) -> float:
     return 100.0 * wrong / len(x)
 
 
-def _key(cfg: Config, fields: tuple[str, ...], **extra) -> str:
-    """Hash of the settings a part depends on, so changing another setting keeps the part."""
-    return results.config_hash({**extra, **{f: getattr(cfg, f) for f in fields}})
-
-
 def _parts_dir(profile: str) -> Path:
     return results.scratch_dir() / f"mnist-{profile}"
 
@@ -186,7 +181,7 @@ def train_one(name: str, seed: int, cfg: Config, mnist: data.MNIST, profile: str
     forward and backward NFE of every step are kept in its history (Figure 3 (d)).
     """
     epochs = num_epochs(cfg, name)
-    key = _key(cfg, TRAIN_FIELDS, model=name, seed=seed, num_epochs=epochs)
+    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model=name, seed=seed, num_epochs=epochs)
     parts = _parts_dir(profile)
     seed_everything(seed)
     model = _make(name, cfg).to(mnist.train_x.device)
@@ -456,7 +451,7 @@ def _summarise(runs: list[dict], memory: dict) -> dict:
 
 def subrun(profile: str, cfg: Config, mnist: data.MNIST, name: str, seed: int, *, progress: bool) -> dict:
     """One (model, seed) of a profile: its stored summary, else trained (resuming); see results.run_or_load."""
-    key = _key(cfg, TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
+    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
     stem = _parts_dir(profile) / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights beside it
     return results.run_or_load(stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
                                resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt")))
@@ -487,14 +482,14 @@ def run(profile: str | None = None, *, progress: bool | None = None) -> list[res
         order = [("mlp", s) for s in cfg.seeds["mlp"]] + [("resnet", cfg.seeds["resnet"][0]),
                                                             ("odenet", cfg.seeds["odenet"][0])]
         order += [(m, s) for m in models.MODELS for s in cfg.seeds[m] if (m, s) not in order]
-        figure1_data = results.run_or_load(parts / f"figure1-{_key(cfg, ('fig1_iters',))}.json", lambda: figure1(cfg))
+        figure1_data = results.run_or_load(parts / f"figure1-{results.subrun_key(cfg, fields=('fig1_iters',))}.json", lambda: figure1(cfg))
         fig3 = None
         for name, seed in order:
             runs.setdefault(name, []).append(subrun(profile, cfg, mnist, name, seed, progress=progress))
             if name == "odenet" and fig3 is None:
-                fig3 = results.run_or_load(parts / f"figure3-{_key(cfg, TRAIN_FIELDS + FIG3_FIELDS, seed=seed, num_epochs=num_epochs(cfg, 'odenet'))}.json",
+                fig3 = results.run_or_load(parts / f"figure3-{results.subrun_key(cfg, fields=TRAIN_FIELDS + FIG3_FIELDS, seed=seed, num_epochs=num_epochs(cfg, 'odenet'))}.json",
                              lambda: figure3(cfg, mnist, profile, seed))
-        memory = results.run_or_load(parts / f"memory-{_key(cfg, MEMORY_FIELDS)}.json", lambda: {
+        memory = results.run_or_load(parts / f"memory-{results.subrun_key(cfg, fields=MEMORY_FIELDS)}.json", lambda: {
             name: measure_step_memory(name, cfg.memory_batch, **{f: getattr(cfg, f) for f in MEMORY_FIELDS[1:]})
             for name in models.MODELS})
         table = {name: _summarise(runs[name], memory[name]) for name in models.MODELS}

@@ -87,7 +87,15 @@ def subrun_key(config: Any, *, fields: tuple[str, ...] | None = None, leave_out:
     `fields` (None: all of them but `leave_out`) and `extra` (its model, seed, ...; a config field of
     the same name wins). A setting outside the key (more seeds, another figure) can change without
     the sub-run being trained again."""
-    chosen = {k: v for k, v in as_dict(config).items() if (fields is None or k in fields) and k not in leave_out}
+    settings_ = as_dict(config)
+    for name, given in (("fields", fields), ("leave_out", leave_out)):
+        if isinstance(given, str):  # ("tol") is a string: every one of its letters would be a field
+            raise TypeError(f"subrun_key: {name} must be a tuple of field names, not the string {given!r}")
+        unknown = sorted(set(given or ()) - set(settings_))
+        if unknown and name == "fields":  # a misspelt field would drop a setting from the key, and serve stale
+            # results; a leave_out name the config lacks only leaves nothing out (one list serves several configs)
+            raise ValueError(f"subrun_key: {name} names {', '.join(unknown)}, which {type(config).__name__} does not have")
+    chosen = {k: v for k, v in settings_.items() if (fields is None or k in fields) and k not in leave_out}
     return config_hash({**extra, **chosen})
 
 

@@ -28,8 +28,9 @@ def committed(monkeypatch):
                          (spirals, "make_spirals"), (toy2d, "sample"), (toy2d, "energy")):
         monkeypatch.setattr(module, name, forbid)
 
-    def load(experiment: str) -> tuple[dict, dict | None]:
-        profile = results.available_profiles(experiment)[-1]
+    def load(experiment: str, profile: str | None = None) -> tuple[dict, dict | None]:
+        """The record the chapter shows (the largest stored profile), or the profile named."""
+        profile = profile or results.available_profiles(experiment)[-1]
         record = results.load(experiment, profile)
         return record, results.load_arrays(record)
 
@@ -100,7 +101,7 @@ def test_cnf_smoke_run_stores_what_its_figures_draw(tmp_path, monkeypatch):
 def test_mnist_words_follow_the_profile_shown(committed):
     from odecore.figures import mnist as mnist_figures
 
-    reduced, _ = committed("mnist")
+    reduced, _ = committed("mnist", "reduced")
     words = mnist_figures.error_summary(reduced)
     for row in reduced["metrics"]["table1"].values():
         assert f"{row['test_error_mean']:.2f}%" in words
@@ -113,3 +114,17 @@ def test_mnist_words_follow_the_profile_shown(committed):
         **cpu["metrics"]["table1"]["odenet"], "seeds": [0], "test_error_mean": 0.55}}}}
     assert mnist_figures.error_rows(one).loc["ODE-Net", "met"]
     assert any("for the ODE-Net:" in line for line in mnist_figures.limits(one))
+
+
+def test_nfe_trend_reads_both_passes_of_the_first_seed():
+    from odecore.figures import mnist as mnist_figures
+
+    def epoch(fwd: list[int], bwd: list[int]) -> dict:
+        return {"nfe_forward_steps": fwd, "nfe_backward_steps": bwd}
+
+    first = [epoch([26, 20], [26, 26]), epoch([20, 20], [26, 32]), epoch([20, 20], [32, 32])]
+    other_seed = [epoch([50, 50], [0, 0])] * 3                      # only seed 0 is read
+    record = {"metrics": {"table1": {"odenet": {"history": [first, other_seed]}}}}
+    trend = mnist_figures.nfe_trend(record)
+    assert trend["forward"] == pytest.approx({"first": 23.0, "last": 20.0, "slope_per_epoch": -1.5})
+    assert trend["backward"] == pytest.approx({"first": 26.0, "last": 32.0, "slope_per_epoch": 3.0})

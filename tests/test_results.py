@@ -226,3 +226,11 @@ def test_subrun_key_depends_on_the_chosen_settings_only():
     assert base != results.subrun_key(Cfg(), fields=("lr",), seed=1)
     assert results.subrun_key(Cfg(), leave_out=("sizes",)) == results.subrun_key(Cfg(sizes=[7]), leave_out=("sizes",))
     assert results.subrun_key(Cfg(), fields=("lr",), lr=5.0) == results.subrun_key(Cfg(), fields=("lr",))  # the config wins
+
+
+def test_subrun_key_names_a_misspelt_or_string_field():
+    with pytest.raises(ValueError, match="fields names lrr, which Cfg does not have"):
+        results.subrun_key(Cfg(), fields=("lrr",))
+    assert results.subrun_key(Cfg(), leave_out=("size",)) == results.subrun_key(Cfg())  # names nothing: leaves nothing out
+    with pytest.raises(TypeError, match="not the string 'lr'"):
+        results.subrun_key(Cfg(), fields="lr")

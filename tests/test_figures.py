@@ -128,3 +128,16 @@ def test_nfe_trend_reads_both_passes_of_the_first_seed():
     trend = mnist_figures.nfe_trend(record)
     assert trend["forward"] == pytest.approx({"first": 23.0, "last": 20.0, "slope_per_epoch": -1.5})
     assert trend["backward"] == pytest.approx({"first": 26.0, "last": 32.0, "slope_per_epoch": 3.0})
+
+
+def test_error_by_profile_puts_each_record_beside_the_paper(committed):
+    from odecore import paper
+    from odecore.figures import mnist as mnist_figures
+
+    stored = [committed("mnist", p)[0] for p in results.available_profiles("mnist")]
+    table = mnist_figures.error_by_profile(stored)
+    for record in stored:
+        t1 = record["metrics"]["table1"]
+        assert table[(record["profile"], "error (%)")]["ODE-Net"] == t1["odenet"]["test_error_mean"]
+        assert 0 < table[(record["profile"], "passes")]["ODE-Net"] <= len(t1["odenet"]["history"][0])
+    assert table[("paper", "error (%)")]["ResNet"] == paper.TABLE1["resnet"]["test_error"]

@@ -72,6 +72,22 @@ def plot_validation(record: dict):
     return fig
 
 
+def error_by_profile(records: list[dict]) -> pd.DataFrame:
+    """Each model's mean test error in every stored profile, beside the passes over the training images
+    that bought it, and the paper's 160 passes: how far each profile's budget gets each model."""
+    cols: dict[tuple[str, str], dict[str, float]] = {}
+    for record in records:
+        t1, n_train = record["metrics"]["table1"], record["metrics"]["split"]["train"]
+        for name in MODELS:
+            passes = len(t1[name]["history"][0]) * t1[name]["images_per_epoch"] / n_train
+            cols.setdefault((record["profile"], "passes"), {})[NAMES[name]] = passes
+            cols.setdefault((record["profile"], "error (%)"), {})[NAMES[name]] = t1[name]["test_error_mean"]
+    for name in MODELS:
+        cols.setdefault(("paper", "passes"), {})[NAMES[name]] = 160.0
+        cols.setdefault(("paper", "error (%)"), {})[NAMES[name]] = paper.TABLE1[name]["test_error"]
+    return pd.DataFrame(cols)
+
+
 def plot_table1(record: dict):
     """Table 1's test errors as a picture: every seed (dots), the mean and sd (bar), the paper's number (cross)."""
     t1 = record["metrics"]["table1"]

@@ -113,7 +113,7 @@ def test_mnist_words_follow_the_profile_shown(committed):
     one = {**cpu, "metrics": {**cpu["metrics"], "table1": {**cpu["metrics"]["table1"], "odenet": {
         **cpu["metrics"]["table1"]["odenet"], "seeds": [0], "test_error_mean": 0.55}}}}
     assert mnist_figures.error_rows(one).loc["ODE-Net", "met"]
-    assert any("for the ODE-Net:" in line for line in mnist_figures.limits(one))
+    assert any("for the ODE-Net:" in line and "its row shows one run" in line for line in mnist_figures.limits(one))
 
 
 def test_nfe_trend_reads_both_passes_of_the_first_seed():

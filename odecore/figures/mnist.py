@@ -274,8 +274,9 @@ def limits(record: dict) -> list[str]:
                    "comes from.")
     if one_seed:
         names = ", the ".join(one_seed[:-1]) + (" and the " if len(one_seed) > 1 else "") + one_seed[-1]
+        each, rows = ("of each", "their rows show") if len(one_seed) > 1 else ("of it", "its row shows")
         out.append(f"A spread over seeds for the {names}: the `{profile}` profile trains "
-                   "one seed of each, so their rows show one run, not a mean.")
+                   f"one seed {each}, so {rows} one run, not a mean.")
     out.append("Seconds of a dedicated machine: the tables' times are of a CPU shared with other jobs; the memory "
                "and NFE numbers do not depend on that.")
     return out

@@ -50,7 +50,7 @@ class Config:
     n_train: int | None = None                # None: the other 55k
     n_test: int | None = None                 # None: all 10k
     images_per_epoch: int | None = None       # None: the whole training split each epoch
-    num_epochs: int = 160
+    num_epochs: int = paper.MNIST_EPOCHS
     batch_size: int = 128
     epochs: dict | None = None                # per-model num_epochs, e.g. {"mlp": 40}; others num_epochs
     optimizer: str = "sgd"                    # "sgd" (momentum) or "adam"

@@ -10,30 +10,73 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from odecore import paper, plots
+from odecore.tables import mean_sd, number
 from odecore.models.mnist import MODELS
 
 NAMES = {name: paper.TABLE1[name]["model"] for name in MODELS}  # "odenet" -> "ODE-Net"
 
 
-def table1(record: dict):
-    """Table 1, the paper's column beside ours (pandas DataFrame)."""
+def table1(record: dict) -> pd.DataFrame:
+    """Table 1's headline, the paper's column beside ours: test error (mean ± sd over the seeds, whose
+    count the caption gives) and parameters. The cost columns are `table1_cost`."""
     rows = []
     for name in MODELS:
         ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
-        spread = f" ± {ours['test_error_std']:.2f}" if ours["test_error_std"] is not None else ""
-        rows.append({
-            "model": ref["model"],
-            "test error, paper (%)": ref["test_error"],
-            "test error, ours (%)": f"{ours['test_error_mean']:.2f}{spread} (n={len(ours['seeds'])})",
-            "params, paper (M)": ref["params_m"],
-            "params, ours (M)": round(ours["params"] / 1e6, 3),
-            "memory, paper": ref["memory"],
-            "peak step memory, ours (MB)": round(ours["memory"]["peak_mb"], 1),
-            "time, paper": ref["time"],
-            "s / epoch of 55k, ours": round(ours["time_per_55k_s"], 1),
-            "forward NFE, ours": round(ours["nfe_forward_mean"], 1) if "nfe_forward_mean" in ours else "-",
-        })
-    return pd.DataFrame(rows).set_index("model")
+        rows.append({"model": ref["model"], "test error, paper (%)": ref["test_error"],
+                     "test error, ours (%)": mean_sd(ours["test_error"], digits=2),
+                     "params, paper (M)": ref["params_m"], "params, ours (M)": round(ours["params"] / 1e6, 3),
+                     "seeds": len(ours["seeds"])})
+    return pd.DataFrame(rows)
+
+
+def _big_o(claim: str) -> str:
+    """The paper's O(.) claim as math ("O(L~)" is its O of L-tilde, the number of evaluations)."""
+    return "-" if claim == "-" else "$" + claim.replace("L~", r"\tilde L") + "$"
+
+
+def table1_cost(record: dict) -> pd.DataFrame:
+    """Table 1's memory and time columns: the paper's O(.) claims beside what we measured (peak memory of
+    one training step, minutes per epoch of 55k images, forward NFE per step)."""
+    rows = []
+    for name in MODELS:
+        ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
+        rows.append({"model": ref["model"], "memory, paper": _big_o(ref["memory"]),
+                     "step memory, ours (MB)": round(ours["memory"]["peak_mb"]),
+                     "time, paper": _big_o(ref["time"]), "epoch, ours (min)": ours["time_per_55k_s"] / 60,
+                     "forward NFE": ours.get("nfe_forward_mean")})
+    return pd.DataFrame(rows)
+
+
+# The training settings a reader compares across profiles, in words: key -> (label, how to say a value).
+SETTINGS = {
+    "epochs": ("epochs", None), "images_per_epoch": ("images per epoch", lambda v: "all" if v is None else f"{v:,}"),
+    "batch_size": ("batch", str), "optimizer": ("optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}[v]),
+    "lr": ("learning rate (peak)", number), "momentum": ("momentum", number),
+    "nesterov": ("Nesterov", lambda v: "yes" if v else "no"), "weight_decay": ("weight decay", number),
+    "schedule": ("schedule", None), "augment": ("random crops", None), "n_val": ("validation images", lambda v: f"{v:,}"),
+    "tol": ("ODE tolerance", number), "downsampling": ("stem", lambda v: {"res": "residual", "conv": "convolutional"}[v]),
+}
+
+
+def _setting(cfg: dict, key: str) -> str:
+    """One setting of a config in words (epochs per model, the schedule with its milestones, crops with padding)."""
+    if key == "epochs":
+        per = cfg.get("epochs") or {}
+        counts = {NAMES[m]: per.get(m, cfg["num_epochs"]) for m in MODELS}
+        return str(cfg["num_epochs"]) if len(set(counts.values())) == 1 else ", ".join(f"{k} {v}" for k, v in counts.items())
+    if key == "schedule":
+        if cfg["schedule"] == "step":
+            return f"÷{number(1 / cfg['gamma'])} at epochs {', '.join(map(str, cfg['milestones']))}"
+        return {"cosine": "cosine to zero", "onecycle": "one-cycle, per step"}[cfg["schedule"]]
+    if key == "augment":
+        return f"padding {cfg['crop_padding']}" if cfg["augment"] else "no"
+    return SETTINGS[key][1](cfg[key])
+
+
+def settings_table(configs: dict[str, dict]) -> pd.DataFrame:
+    """The training settings of several configs side by side, in words: column name -> config dict."""
+    return pd.DataFrame([{"setting": label, **{name: _setting(cfg, key) for name, cfg in configs.items()}}
+                         for key, (label, _) in SETTINGS.items()])
 
 
 def figure3c_table(record: dict):

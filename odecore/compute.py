@@ -1,0 +1,103 @@
+"""What a record's results cost to make: the one definition every page uses.
+
+A record's compute is the time spent *training* the models behind it, read from the record itself,
+never the wall time of the run that assembled it (which only loads finished sub-runs and can take
+under a second): for a record of many runs, the sum of each run's `train_time_s`; for a record of
+epochs (MNIST), the sum of every epoch's `time_s`; for a single run, its `train_time_s`; otherwise
+the wall time of the run that made it. Hours times the CPU threads each run used give CPU
+core-hours; hours on a GPU are GPU-hours.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+THREADS = re.compile(r"cpu \((\d+) threads?\)")
+
+
+@dataclass(frozen=True)
+class Compute:
+    hours: float           # training wall hours, summed over the pieces
+    cpu_core_hours: float
+    gpu_hours: float
+    source: str            # how the hours were read: "13 runs", "15 epochs", "one run", "wall time"
+    devices: tuple[str, ...]
+
+
+def _epochs(tree) -> list[dict]:
+    """Every epoch dict (with time_s) under a `history` key, at any depth of the metrics."""
+    found: list[dict] = []
+
+    def walk(node, in_history: bool = False) -> None:
+        if isinstance(node, dict):
+            if in_history and "time_s" in node:
+                found.append(node)
+                return
+            for key, value in node.items():
+                walk(value, in_history or key == "history")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, in_history)
+
+    walk(tree)
+    return found
+
+
+def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
+    """(seconds, device name) per piece of training behind a record, and what the pieces are."""
+    m, device = record["metrics"], record.get("device_name", "?")
+    runs = [r for r in m.get("runs", []) if isinstance(r, dict) and ("train_time_s" in r or "time_s" in r)]
+    if runs:
+        return [(r.get("train_time_s", r.get("time_s")), r.get("device_name", device)) for r in runs], f"{len(runs)} runs"
+    history = _epochs(m)
+    if history:
+        return [(e["time_s"], device) for e in history], f"{len(history)} epochs"
+    if "train_time_s" in m:
+        return [(m["train_time_s"], device)], "one run"
+    return [(record.get("wall_time_s") or 0.0, device)], "wall time"
+
+
+def of(record: dict) -> Compute:
+    """The training compute behind `record`."""
+    parts, source = pieces(record)
+    hours = cpu = gpu = 0.0
+    for seconds, device in parts:
+        h = seconds / 3600
+        hours += h
+        threads = THREADS.fullmatch(device.strip())
+        if threads:
+            cpu += h * int(threads.group(1))
+        elif device.startswith("cpu"):
+            cpu += h
+        else:
+            gpu += h
+    return Compute(hours, cpu, gpu, source, tuple(sorted({d for _, d in parts})))
+
+
+def describe(c: Compute) -> str:
+    """'6.92 h, 13.8 CPU core-h' (and GPU-hours where there are any): how every page writes a record's compute."""
+    from odecore.tables import number
+
+    cost = [f"{number(c.cpu_core_hours)} CPU core-h" if c.cpu_core_hours or not c.gpu_hours else "",
+            f"{number(c.gpu_hours)} GPU-h" if c.gpu_hours else ""]
+    return f"{number(c.hours)} h, " + " + ".join(s for s in cost if s)
+
+
+def shown() -> dict[str, dict]:
+    """Every stored record the book shows (per experiment, the profile its chapter displays): name -> record."""
+    from odecore import profiles, results
+    from odecore.experiments import MODULES
+
+    out = {}
+    for name in MODULES:
+        profile = profiles.current(name)
+        if profile in results.available_profiles(name):
+            out[name] = results.load(name, profile)
+    return out
+
+
+def total(records: list[dict]) -> Compute:
+    """The compute of several records together."""
+    each = [of(r) for r in records]
+    return Compute(sum(c.hours for c in each), sum(c.cpu_core_hours for c in each), sum(c.gpu_hours for c in each),
+                   f"{len(each)} records", tuple(sorted({d for c in each for d in c.devices})))

@@ -1,0 +1,207 @@
+"""The claims ledger: every claim of the paper, numeric and qualitative, with its verdict from our records.
+
+The front page and the reproduction page open with it. A claim's verdict is one of four words:
+*reproduced* (our number within the stated tolerance of the paper's, or the qualitative statement
+holds in our run), *deviates* (a number outside the tolerance: the detail says by how much),
+*not reproduced* (the qualitative statement does not hold in our run) and *measured only* (the paper
+states it without a number we could compare, and we report what we measured). Each claim names the
+record it rests on and the chapter section that shows the evidence; a claim whose record is not
+stored is left out, and `counts` says so.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from odecore import paper, results
+from odecore.experiments.latent_ode import RMSE_TOLERANCE
+from odecore.tables import mean_sd, number
+
+VERDICTS = ("reproduced", "deviates", "not reproduced", "measured only")
+ERROR_TOLERANCE = 0.1      # Table 1 test error, points
+
+
+def _largest(experiment: str) -> dict | None:
+    """The record of the largest stored profile of `experiment` other than smoke, else None."""
+    have = [p for p in results.available_profiles(experiment) if p != "smoke"]
+    return results.load(experiment, have[-1]) if have else None
+
+
+def _claim(claim: str, where: str, verdict: str, detail: str, record: dict, page: str, anchor: str) -> dict:
+    assert verdict in VERDICTS, verdict
+    return {"claim": claim, "paper": where, "verdict": verdict, "detail": detail, "profile": record["profile"],
+            "record": results.path_for(record["experiment"], record["profile"]).name,
+            "evidence": f"{page}.html#{anchor}"}
+
+
+def _numeric(ours: float, ref: float, tolerance: float, unit: str = "") -> tuple[str, str]:
+    """(verdict, detail) for a number against the paper's."""
+    diff = ours - ref
+    detail = f"ours {number(ours)} against {number(ref, 4)}{unit}"
+    if abs(diff) <= tolerance:
+        return "reproduced", detail
+    return "deviates", f"{detail}: {'+' if diff > 0 else '−'}{number(abs(diff))}{unit}"
+
+
+def _adjoint(rec: dict) -> list[dict]:
+    from odecore.figures.adjoint import memory_slope
+
+    neural = rec["metrics"]["checks"]["neural"]
+    worst = max(neural[k]["max_rel"] for k in ("direct", "torchdiffeq_adjoint", "finite_differences"))
+    out = []
+    slope_adj, slope_direct = memory_slope(rec, "adjoint"), memory_slope(rec, "direct")
+    out.append(_claim("The adjoint method trains with constant memory in the number of solver steps, O(1)",
+                      "Sec. 2, Table 1", "reproduced" if abs(slope_adj) < 0.01 else "not reproduced",
+                      f"peak memory grows {number(slope_adj)} MiB per step with the adjoint, {number(slope_direct)} "
+                      "with direct backprop", rec, "adjoint", "memory-against-depth-is-it-o-1"))
+    out.append(_claim("Algorithm 1 computes the gradient that backpropagation through the solver computes",
+                      "Sec. 2, Alg. 1", "reproduced" if worst < 1e-6 else "not reproduced",
+                      f"largest relative difference {number(worst)} from direct backprop, torchdiffeq's adjoint and "
+                      "finite differences (float64)", rec, "adjoint", "are-the-gradients-right"))
+    return out
+
+
+def _mnist(rec: dict) -> list[dict]:
+    from odecore.figures.mnist import nfe_trend
+
+    t1, fig3 = rec["metrics"]["table1"], rec["metrics"]["figure3"]
+    out = []
+    for name in ("mlp", "resnet", "rknet", "odenet"):
+        row = t1[name]
+        verdict, detail = _numeric(row["test_error_mean"], paper.TABLE1[name]["test_error"], ERROR_TOLERANCE, " %")
+        detail += f" ({len(row['test_error'])} seeds, {mean_sd(row['test_error'])} %)"
+        out.append(_claim(f"Table 1: {paper.TABLE1[name]['model']} test error {paper.TABLE1[name]['test_error']} %",
+                          "Sec. 3, Table 1", verdict, detail, rec, "mnist", "table-1"))
+    ode, res = t1["odenet"], t1["resnet"]
+    holds = ode["test_error_mean"] <= res["test_error_mean"] + ERROR_TOLERANCE and ode["params"] < 0.5 * res["params"]
+    out.append(_claim("An ODE-Net matches a ResNet's error with about a third of its parameters", "Sec. 3, Table 1",
+                      "reproduced" if holds else "not reproduced",
+                      f"ODE-Net {number(ode['test_error_mean'])} % with {number(ode['params'] / 1e6)} M parameters, "
+                      f"ResNet {number(res['test_error_mean'])} % with {number(res['params'] / 1e6)} M", rec, "mnist", "table-1"))
+    tol = fig3["tolerance"]
+    nfe, err, time_s = (np.array([r[k] for r in tol], float) for k in ("nfe_forward", "error", "time_s"))
+    trades = np.corrcoef(nfe, np.log(err))[0, 1]
+    out.append(_claim("The number of evaluations trades against numerical error (the tolerance sets both)",
+                      "Sec. 3, Fig. 3 (a)", "reproduced" if trades < -0.8 else "not reproduced",
+                      f"correlation of NFE with log error {number(trades, 2)}", rec, "mnist",
+                      "figure-3-the-trained-ode-net-s-solver"))
+    linear = np.corrcoef(nfe, time_s)[0, 1]
+    out.append(_claim("Wall time is proportional to the number of evaluations", "Sec. 3, Fig. 3 (b)",
+                      "reproduced" if linear > 0.9 else "not reproduced",
+                      f"correlation of NFE with forward time {number(linear, 2)}", rec, "mnist",
+                      "figure-3-the-trained-ode-net-s-solver"))
+    ratios = [r["nfe_backward"] / r["nfe_forward"] for r in fig3["backward"]
+              if r["solver"] == "dopri5" and r["tol"] == rec["config"]["tol"]]
+    ratio = float(np.mean(ratios))
+    out.append(_claim("The adjoint's backward pass costs about half the forward pass", "Sec. 3, Fig. 3 (c)",
+                      "not reproduced" if ratio > 2 * paper.BACKWARD_OVER_FORWARD_NFE else "reproduced",
+                      f"backward / forward NFE {number(ratio, 2)} under dopri5 at tolerance "
+                      f"{number(rec['config']['tol'])}, against about {paper.BACKWARD_OVER_FORWARD_NFE}",
+                      rec, "mnist", "figure-3-the-trained-ode-net-s-solver"))
+    trend = nfe_trend(rec)["forward"]
+    grows = trend["last"] > trend["first"] and trend["slope_per_epoch"] > 0
+    out.append(_claim("The number of evaluations grows during training", "Sec. 3, Fig. 3 (d)",
+                      "reproduced" if grows else "not reproduced",
+                      f"forward NFE {number(trend['first'])} in the first epoch, {number(trend['last'])} in the last "
+                      f"(epoch {len(t1['odenet']['history'][0])})", rec, "mnist",
+                      "figure-3-the-trained-ode-net-s-solver"))
+    return out
+
+
+def _flows(density: dict | None, mle: dict | None) -> list[dict]:
+    out = []
+    if density is not None:
+        th = density["metrics"]["theorem1"]
+        out.append(_claim("Theorem 1: the log-density changes at minus the trace of the Jacobian", "Sec. 4, Thm. 1",
+                          "reproduced" if th["max_abs_err"] < 1e-6 else "not reproduced",
+                          f"largest difference from the log-determinant {number(th['max_abs_err'])} nats",
+                          density, "cnf", "theorem-1-checked"))
+        from odecore.figures.cnf import density_table
+
+        tab, cfg = density_table(density), density["config"]
+        big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
+        wins = 0
+        for target in cfg["targets"]:
+            sub = tab[tab.task == target].set_index(["kind", "size", "iterations"])["kl_mean"]
+            nf, cnf = sub.get(("nf", big_nf, cfg["nf_iterations"])), sub.get(("cnf", big_cnf, cfg["cnf_iterations"]))
+            wins += int(nf is not None and cnf is not None and cnf < nf)
+        n = len(cfg["targets"])
+        verdict = "reproduced" if wins == n else ("deviates" if wins else "not reproduced")
+        out.append(_claim(f"A CNF of M units matches or beats a planar NF of K = M layers (M = K = {big_cnf})",
+                          "Sec. 4, Fig. 4", verdict,
+                          f"the CNF has the lower KL on {wins} of {n} targets; the NF trained "
+                          f"{cfg['nf_iterations']:,} of the paper's {paper.FIGURE4['nf_iterations']:,} iterations",
+                          density, "cnf", "figure-4-density-matching"))
+    if mle is not None:
+        ll = {(r["task"], r["kind"]): r["test_loglik"] for r in mle["metrics"]["runs"] if "test_loglik" in r}
+        if ("two_moons", "nf") in ll and ("two_moons", "cnf") in ll:
+            nf, cnf = ll[("two_moons", "nf")], ll[("two_moons", "cnf")]
+            out.append(_claim("The planar NF has difficulty with Two Moons, where the CNF does not", "Sec. 4, Fig. 5",
+                              "reproduced" if nf < cnf else "not reproduced",
+                              f"test log-likelihood NF {number(nf)}, CNF {number(cnf)} nats per point",
+                              mle, "cnf", "figure-5-maximum-likelihood"))
+    return out
+
+
+def _latent(rec: dict) -> list[dict]:
+    t2 = rec["metrics"]["table2"]
+    out = []
+    for model, label in (("rnn", "RNN"), ("latent_ode", "latent ODE")):
+        for n, cell in t2[model].items():
+            verdict, detail = _numeric(cell["mean"], cell["paper"], RMSE_TOLERANCE)
+            out.append(_claim(f"Table 2: {label} RMSE {cell['paper']} at {n}/100 observed", "Sec. 5, Table 2",
+                              verdict, f"{detail} ({len(cell['values'])} seeds)", rec, "latent_ode",
+                              "table-2-predictive-rmse"))
+    better = [n for n in t2["rnn"] if t2["latent_ode"][n]["mean"] < t2["rnn"][n]["mean"]]
+    out.append(_claim("The latent ODE extrapolates better than the RNN at every number of observations",
+                      "Sec. 5, Table 2", "reproduced" if len(better) == len(t2["rnn"]) else "not reproduced",
+                      f"lower RMSE at n = {', '.join(map(str, better)) or 'no n'} of {', '.join(map(str, t2['rnn']))}",
+                      rec, "latent_ode", "table-2-predictive-rmse"))
+    return out
+
+
+SOURCES: list[tuple[tuple[str, ...], Callable[..., list[dict]]]] = [
+    (("adjoint",), _adjoint), (("mnist",), _mnist), (("cnf_density", "cnf_mle"), None), (("latent_ode",), _latent)]
+
+
+def claims() -> list[dict]:
+    """Every claim whose record is stored, in the paper's order."""
+    out: list[dict] = []
+    for experiments, build in SOURCES:
+        records = [_largest(e) for e in experiments]
+        if build is None:
+            out += _flows(*records)
+        elif records[0] is not None:
+            out += build(records[0])
+    return out
+
+
+def counts(rows: list[dict] | None = None) -> dict[str, int]:
+    """How many claims are in each verdict, in VERDICTS' order."""
+    tally = Counter(r["verdict"] for r in (claims() if rows is None else rows))
+    return {v: tally.get(v, 0) for v in VERDICTS}
+
+
+def summary(rows: list[dict] | None = None) -> str:
+    """One sentence: '23 claims: 14 reproduced, 4 deviate, 3 not reproduced, 2 measured only.'"""
+    c = counts(rows)
+    words = {"reproduced": "reproduced", "deviates": "deviate" if c["deviates"] != 1 else "deviates",
+             "not reproduced": "not reproduced", "measured only": "measured only"}
+    parts = [f"{n} {words[v]}" for v, n in c.items() if n]
+    return f"{sum(c.values())} claims of the paper: {', '.join(parts)}."
+
+
+def verdict_text(row: dict) -> str:
+    """The verdict as a page prints it, with the profile when it is not the paper's settings."""
+    return row["verdict"] if row["profile"] == "full" else f"{row['verdict']} ({row['profile']} profile)"
+
+
+def frame(rows: list[dict] | None = None):
+    """The ledger as a table: the claim (linked to its evidence), where the paper makes it, the verdict, ours."""
+    import pandas as pd
+
+    rows = claims() if rows is None else rows
+    return pd.DataFrame([{"claim": f'<a href="{r["evidence"]}">{r["claim"]}</a>', "paper": r["paper"],
+                          "verdict": verdict_text(r), "ours": r["detail"]} for r in rows])

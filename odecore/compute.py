@@ -101,3 +101,12 @@ def total(records: list[dict]) -> Compute:
     each = [of(r) for r in records]
     return Compute(sum(c.hours for c in each), sum(c.cpu_core_hours for c in each), sum(c.gpu_hours for c in each),
                    f"{len(each)} records", tuple(sorted({d for c in each for d in c.devices})))
+
+
+def device_words(name: str) -> str:
+    """A record's device name as prose: 'cpu (1 threads)' -> '1 CPU thread', 'cuda (NVIDIA H100)' unchanged."""
+    threads = THREADS.fullmatch(name.strip())
+    if threads:
+        n = int(threads.group(1))
+        return f"{n} CPU thread{'s' if n != 1 else ''}"
+    return name

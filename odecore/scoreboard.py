@@ -8,6 +8,7 @@ counts as reproduced) and an optional note.
 from __future__ import annotations
 
 import importlib
+import re
 
 import pandas as pd
 
@@ -45,6 +46,28 @@ def rows_for(experiment: str) -> list[dict]:
                     "source": results.path_for(experiment, record["profile"]).name,
                     "device": record.get("device_name", "?"), "date": record.get("date", "?")[:10]})
     return out
+
+
+def anchor(item: str, quantity: str) -> str:
+    """A row's stable anchor on the reproduction page: its item and quantity up to the first parenthesis, as a slug
+    ("Table 1", "ODE-Net test error" -> "sb-table-1-ode-net-test-error"), so a citation can link to one number."""
+    words = re.sub(r"[^a-z0-9]+", "-", f"{item} {quantity.split(' (')[0]}".lower()).strip("-")
+    return f"sb-{words}"
+
+
+def page_frame() -> pd.DataFrame:
+    """The scoreboard as the reproduction page shows it: six columns, each row with its anchor in the item cell,
+    the quantity without its parenthetical detail (which the chapter gives), the profile in the status."""
+    from odecore.tables import number
+
+    df = table()
+    return pd.DataFrame({
+        "item": [f'<span id="{anchor(i, q)}"></span>{i}' for i, q in zip(df["item"], df["quantity"])],
+        "quantity": [q.split(" (")[0] for q in df["quantity"]],
+        "paper": [x if isinstance(x, str) else number(x, 4) for x in df["paper"]],
+        "ours": [x if isinstance(x, str) else number(x) for x in df["ours"]],
+        "status": df["status"].str.replace("measured (paper gives no number)", "measured only", regex=False),
+        "record": [f"`{x}`" if x != "-" else x for x in df["source"]]})
 
 
 def table() -> pd.DataFrame:

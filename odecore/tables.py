@@ -43,6 +43,15 @@ def _superscript(n: int) -> str:
     return str(n).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
+def words(value) -> str:
+    """A setting's value in words: lists joined ('30, 50, 100'), numbers through `number`, a mapping as 'key value'."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(words(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {words(v)}" for k, v in value.items()) or "-"
+    return number(value) if not isinstance(value, str) else value
+
+
 def mean_sd(values: Sequence[float], digits: int = DIGITS) -> str:
     """'0.36 ± 0.03' over seeds (sample sd), or the one value when there is one; the seed count goes in the caption."""
     values = [float(v) for v in values if v is not None and not math.isnan(float(v))]

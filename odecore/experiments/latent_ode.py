@@ -604,7 +604,7 @@ def scoreboard(record: dict) -> list[dict]:
                          f"straddling reading {cell['rmse_straddle']:.3f})",
                          "paper": cell["paper"], "ours": round(cell["mean"], 4), "unit": "",
                          "tolerance": RMSE_TOLERANCE})
-    for item, what in (("Figure 6", "model diagram (drawn)"), ("Figure 8", "reconstruction/extrapolation (drawn)"),
+    for item, what in (("Figure 6", "model diagram (drawn)"), ("Figure 8", "reconstruction and extrapolation (drawn)"),
                        ("Figure 9", "latent dimension sweep (drawn)"), ("Figure 10", "reconstructions from 30/50/100 (drawn)")):
         rows.append({"item": item, "quantity": what, "paper": None, "ours": "shown", "unit": "", "tolerance": None})
     return rows

@@ -24,6 +24,30 @@ A4_INCHES = (8.27, 11.69)
 MARGIN_INCHES = 0.5
 
 
+TITLE_PAGE_JS = """
+const page = document.createElement('section');
+page.className = 'book-title-page';
+page.style.cssText = 'min-height: 9.5in; display: flex; flex-direction: column; justify-content: center; text-align: center';
+page.innerHTML = arguments[0];
+(document.querySelector('main') || document.body).prepend(page);
+// the theme's printed header repeats the title above its contents list: the title page has it now
+document.querySelectorAll('.onlyprint h1').forEach(h => h.remove());
+"""
+
+
+def title_page() -> str:
+    """The PDF's first page: the paper's title and authors, the book's version, commit and date."""
+    sys.path.insert(0, str(ROOT))
+    from odecore import cite
+
+    where = cite.checkout()
+    build = f"commit {where[0][:12]}, {where[1]}" if where else "outside a git checkout"
+    return (f'<h1 style="font-size:28pt;margin-bottom:0.3in">{cite.TITLE.split(":")[0]}</h1>'
+            f'<p style="font-size:14pt">A runnable reproduction of<br><em>Neural Ordinary Differential Equations</em><br>'
+            f'Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt and David Duvenaud<br>NeurIPS 2018, arXiv:1806.07366</p>'
+            f'<p style="font-size:11pt;margin-top:0.5in">odecore {cite.version()}, {build}</p>')
+
+
 def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False) -> int:
     """Print the book; returns the number of pages written (0: skipped, no browser)."""
     out.unlink(missing_ok=True)  # never leave an older book behind for tests/test_pdf.py
@@ -50,6 +74,7 @@ def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False)
             untypeset = driver.execute_script(UNTYPESET_JS)
             if untypeset:
                 raise SystemExit(f"{len(untypeset)} formulas not typeset, first: {untypeset[0]!r}; not printing")
+            driver.execute_script(TITLE_PAGE_JS, title_page())
             pdf = driver.execute_cdp_cmd("Page.printToPDF", {
                 "printBackground": True, "paperWidth": A4_INCHES[0], "paperHeight": A4_INCHES[1],
                 "marginTop": MARGIN_INCHES, "marginBottom": MARGIN_INCHES,

@@ -53,7 +53,7 @@ test-book: env
 # errors, math typeset, images loaded, links resolve; screenshots in _build/screenshots/.
 # Needs Debian's chromium and chromium-driver (.ci/run installs them); without them it skips.
 test-browser: env
-	$(BIN)/python -m pytest -rs tests/test_browser.py
+	$(BIN)/python -m pytest -rs tests/test_reader.py tests/test_browser.py
 
 # `make pdf` inside `make test`: without Chromium (and CI unset) it says so and the check skips.
 test-pdf: PDF_FLAGS = --if-browser

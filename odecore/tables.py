@@ -32,6 +32,9 @@ def number(x, digits: int = DIGITS, unit: str = "") -> str:
             mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
             mantissa = mantissa.rstrip("0").rstrip(".")
             text = f"{mantissa} × 10{_superscript(int(exponent))}"
+        elif abs(x) >= 10 ** digits:   # 1254.25 -> 1250: the digits kept, no exponent
+            rounded = float(f"{x:.{digits}g}")
+            text = f"{rounded:,.0f}" if abs(rounded) >= 1e4 else f"{rounded:.0f}"
         else:
             text = f"{x:.{digits}g}"
     else:

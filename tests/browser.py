@@ -123,3 +123,21 @@ def chrome(window: tuple[int, int] = WINDOW, logs: bool = False):
 def settle(driver) -> str | None:
     """Wait until MathJax has typeset the page and its images have loaded; an error message, or None."""
     return driver.execute_async_script(SETTLE_JS)
+
+
+A4_INCHES = (8.27, 11.69)
+MARGIN_INCHES = 0.5
+
+
+def print_page(driver) -> bytes:
+    """The open page printed to an A4 PDF with half-inch margins and page numbers: how `make pdf` prints the book."""
+    import base64
+
+    pdf = driver.execute_cdp_cmd("Page.printToPDF", {
+        "printBackground": True, "paperWidth": A4_INCHES[0], "paperHeight": A4_INCHES[1],
+        "marginTop": MARGIN_INCHES, "marginBottom": MARGIN_INCHES,
+        "marginLeft": MARGIN_INCHES, "marginRight": MARGIN_INCHES,
+        "displayHeaderFooter": True, "headerTemplate": "<span></span>",
+        "footerTemplate": '<div style="font-size:8px;width:100%;text-align:center">'
+                          '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'})
+    return base64.b64decode(pdf["data"])

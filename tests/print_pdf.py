@@ -11,17 +11,15 @@ is reported and the PDF skipped instead, unless CI=true.
 """
 from __future__ import annotations
 
-import base64
 import os
 import sys
 from pathlib import Path
 
-from browser import INSTALL, ROOT, UNTYPESET_JS, Unavailable, chrome, serve, settle, toc_files
+from browser import (A4_INCHES, INSTALL, MARGIN_INCHES, ROOT, UNTYPESET_JS, Unavailable, chrome, print_page, serve,
+                     settle, toc_files)
 
 SOURCE = ROOT / "_build" / "singlehtml"
 PDF = ROOT / "_build" / "pdf" / "book.pdf"
-A4_INCHES = (8.27, 11.69)
-MARGIN_INCHES = 0.5
 
 
 TITLE_PAGE_JS = """
@@ -33,6 +31,22 @@ page.innerHTML = arguments[0];
 // the theme's printed header repeats the title above its contents list: the title page has it now
 document.querySelectorAll('.onlyprint h1').forEach(h => h.remove());
 """
+
+
+def print_layout_overflow(driver) -> list[str]:
+    """What would be cut at the printed page's right margin: the reader's width check in print layout, at the
+    A4 content width (Chromium clips an overflowing line when it prints, so the PDF alone cannot show it)."""
+    from reader import READER_JS, problems
+
+    width = round((A4_INCHES[0] - 2 * MARGIN_INCHES) * 96)
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": 1200,
+                                                                   "deviceScaleFactor": 1, "mobile": False})
+    try:
+        return problems(driver.execute_script(READER_JS)).get("wide", [])
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
 
 
 def title_page() -> str:
@@ -75,16 +89,12 @@ def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False)
             if untypeset:
                 raise SystemExit(f"{len(untypeset)} formulas not typeset, first: {untypeset[0]!r}; not printing")
             driver.execute_script(TITLE_PAGE_JS, title_page())
-            pdf = driver.execute_cdp_cmd("Page.printToPDF", {
-                "printBackground": True, "paperWidth": A4_INCHES[0], "paperHeight": A4_INCHES[1],
-                "marginTop": MARGIN_INCHES, "marginBottom": MARGIN_INCHES,
-                "marginLeft": MARGIN_INCHES, "marginRight": MARGIN_INCHES,
-                "displayHeaderFooter": True, "headerTemplate": "<span></span>",
-                "footerTemplate": '<div style="font-size:8px;width:100%;text-align:center">'
-                                  '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'})
+            wide = print_layout_overflow(driver)
+            if wide:
+                raise SystemExit(f"{len(wide)} elements wider than the printed page, first: {wide[0]}; not printing")
+            data = print_page(driver)
     finally:
         driver.quit()
-    data = base64.b64decode(pdf["data"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     from pypdf import PdfReader

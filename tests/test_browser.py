@@ -10,6 +10,10 @@ page that needs a CDN, MathJax included, fails here. Each page is opened once; t
   it is shown at (retina) and shown in its own proportions;
 - every internal link resolves to a built file, and its `#anchor` to an id in that file;
 - the reproduction page's table present, with rows;
+- every reader check of tests/reader.py (nothing wider than the column, no TeX or Python repr left in the text,
+  no machine path, every figure and table numbered and captioned, every image with alt text), at 1280 px and
+  at 800 px;
+- the numbers that appear on several pages (the compute behind the book, the ledger's counts) the same on each;
 - a full-page screenshot of each page in `_build/screenshots/`.
 
 Needs the built book (`make book`; `make test` builds it first) and Debian's chromium and
@@ -31,6 +35,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 
 from browser import ROOT, UNTYPESET_JS, WINDOW, Unavailable, chrome, serve, settle, toc_files, unavailable
+from reader import READER_JS, problems
 
 pytestmark = pytest.mark.book
 
@@ -113,7 +118,7 @@ while (walker.nextNode()) {
   }
 }
 const math = Array.from(document.querySelectorAll('span.math, div.math'));
-const figures = Array.from(document.querySelectorAll('.cell_output img, .output img'));
+const figures = Array.from(document.querySelectorAll('figure img, .cell_output img, .output img'));
 return {
   title: document.title,
   mathjax: window.MathJax && MathJax.version ? MathJax.version : null,
@@ -197,6 +202,8 @@ def visits(server, driver) -> dict[str, Visit]:
         settled = settle(driver)
         visit.report = driver.execute_script(REPORT_JS)
         visit.report["untypeset"] = driver.execute_script(UNTYPESET_JS)
+        visit.report["reader"] = driver.execute_script(READER_JS)
+        visit.report["text"] = driver.execute_script("return document.body.innerText")
         if settled:
             visit.console.append(f"waiting for MathJax and images: {settled}")
         visit.console += [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -313,3 +320,53 @@ def test_a_screenshot_of_every_page(visits):
         assert shot.is_file() and shot.stat().st_size > 10_000, page
         width, height = int.from_bytes(shot.read_bytes()[16:20], "big"), int.from_bytes(shot.read_bytes()[20:24], "big")
         assert width >= WINDOW[0] and height >= WINDOW[1], (page, width, height)
+
+
+NARROW = (800, 1000)
+
+
+def reader_failures(reports: dict[str, dict]) -> dict[str, dict]:
+    return {page: found for page, report in reports.items() if (found := problems(report))}
+
+
+def test_every_page_passes_the_reader_checks(visits):
+    """At 1280 px: the checks of tests/reader.py, each shown failing on its fixture in tests/test_reader.py."""
+    found = reader_failures({p: v.report["reader"] for p, v in visits.items() if p in toc_pages() and v.report})
+    assert not found, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_every_page_passes_the_reader_checks_when_narrow(server, visits):
+    """At 800 px, where the sidebars fold away and the column is narrower."""
+    try:
+        drv = chrome(NARROW)
+    except Unavailable as why:
+        unavailable(str(why))
+    reports = {}
+    try:
+        for page in toc_pages():
+            drv.get(server + page)
+            settle(drv)
+            reports[page] = drv.execute_script(READER_JS)
+    finally:
+        drv.quit()
+    found = reader_failures(reports)
+    assert not found, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def said(visits, page: str, pattern: str) -> str:
+    """The first match of `pattern` (one group) in a page's visible text."""
+    found = re.search(pattern, visits[page].report["text"])
+    assert found, f"{page}: no {pattern!r} in its text"
+    return found.group(1)
+
+
+def test_numbers_on_several_pages_agree(visits):
+    """One number, one source: what several pages say is the same everywhere (odecore.compute, odecore.ledger)."""
+    compute = r"took ([\d.,]+ h, [\d.,]+ CPU core-h(?: \+ [\d.,]+ GPU-h)?) of training"
+    pages = ["book/intro.html", "book/reproduction.html", "book/execution.html"]
+    assert len({said(visits, p, compute) for p in pages}) == 1
+    counts = r"(\d+ claims of the paper: [^.]*\.)"
+    assert said(visits, "book/intro.html", counts) == said(visits, "book/reproduction.html", counts)
+    # the citing example quotes Table 1's ODE-Net error exactly as the MNIST chapter shows it
+    cited = said(visits, "book/reproduction.html", r"ODE-Net test error ([\d.]+ ± [\d.]+) %")
+    assert re.search(r"ODE-Net\s+0\.42\s+" + re.escape(cited), visits["book/mnist.html"].report["text"])

@@ -59,3 +59,25 @@ def test_every_chapter_is_in_it(pages):
 def test_no_raw_tex(pages):
     raw = [(i + 1, m) for i, page in enumerate(pages) for m in re.findall(r"\\\(.{0,40}|\$\$.{0,40}", page)]
     assert not raw, f"untypeset formulas (page, text): {raw[:5]}"
+
+
+def test_no_glyph_outside_the_margins_and_no_ui_text():
+    """The reader checks on paper (tests/reader.py; each shown failing on its fixture in tests/test_reader.py)."""
+    if not PDF.is_file():
+        unavailable(f"no {PDF.relative_to(ROOT)}: run `make pdf`")
+    from browser import MARGIN_INCHES
+    from reader import pdf_problems
+
+    found = pdf_problems(PDF, margin_pt=72 * MARGIN_INCHES)
+    assert not found, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_a_title_page_names_the_paper_and_the_build(pages):
+    from odecore import cite
+
+    first = pages[0]
+    assert "Neural Ordinary Differential Equations" in first and "Duvenaud" in first and "NeurIPS 2018" in first
+    assert f"odecore {cite.version()}" in first
+    where = cite.checkout()
+    if where:
+        assert where[0][:12] in first and where[1] in first

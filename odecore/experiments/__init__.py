@@ -31,6 +31,7 @@ from odecore import results, settings
 MODULES: dict[str, str] = {
     "adjoint": "odecore.experiments.adjoint",
     "mnist": "odecore.experiments.mnist",
+    "mnist_nfe_ablation": "odecore.experiments.mnist",
     "cnf_density": "odecore.experiments.cnf",
     "cnf_mle": "odecore.experiments.cnf",
     "latent_ode": "odecore.experiments.latent_ode",

@@ -11,6 +11,7 @@ figures are drawn from it by `odecore.figures.mnist`.
 """
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import resource
@@ -29,7 +30,7 @@ from odecore.datasets import mnist as data
 from odecore.models import mnist as models
 from odecore.train import atomic_save, fit, seed_everything
 
-EXPERIMENTS = ("mnist",)
+EXPERIMENTS = ("mnist", "mnist_nfe_ablation")
 
 # Solvers of Figure 3(c): name -> (method, adjoint_options)
 FIG3C_SOLVERS = {"dopri5": ("dopri5", None), "dopri5_seminorm": ("dopri5", {"norm": "seminorm"}),
@@ -491,6 +492,43 @@ def train_ablation(variant: str, seed: int = 0, progress: bool = True) -> dict:
     return subrun(profile, cfg, mnist, "odenet", seed, progress=progress)
 
 
+def ablation_history(variant: str, seed: int = 0) -> list[dict] | None:
+    """The epochs a variant has trained so far (its finished summary's, else its resume state's), or None."""
+    cfg, profile = NFE_ABLATIONS[variant], ablation_profile(variant)
+    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model="odenet", seed=seed, num_epochs=num_epochs(cfg, "odenet"))
+    stem = _parts_dir(profile) / f"odenet-seed{seed}-{key}"
+    if stem.with_suffix(".json").exists():
+        return json.loads(stem.with_suffix(".json").read_text())["history"]
+    if stem.with_suffix(".pt").exists():
+        from odecore.train import load_checkpoint
+
+        return load_checkpoint(stem.with_suffix(".pt"))["history"]
+    return None
+
+
+def run_nfe_ablation(seed: int = 0) -> results.Record:
+    """Figure 3 (d)'s ablation as far as it has trained: per variant, the ODE-Net's mean forward and backward NFE
+    per step and its validation error, epoch by epoch (train with `train_ablation`, which resumes). Stored again
+    whenever a variant has trained further; the record says how many epochs each variant has of how many."""
+    tick = time.perf_counter()
+    variants = {}
+    for variant, cfg in NFE_ABLATIONS.items():
+        history = ablation_history(variant, seed)
+        if not history:
+            continue
+        variants[variant] = {
+            "epochs_done": len(history), "epochs_planned": num_epochs(cfg, "odenet"),
+            "nfe_forward": [float(np.mean(h["nfe_forward_steps"])) for h in history],
+            "nfe_backward": [float(np.mean(h["nfe_backward_steps"])) for h in history],
+            "val_error": [h["val_error"] for h in history], "loss": [h["loss"] for h in history],
+            "time_s": [h["time_s"] for h in history],
+            "settings": {k: getattr(cfg, k) for k in ("nesterov", "weight_decay", "schedule", "milestones", "crop_padding")}}
+    config = {"variants": {v: results.as_dict(c) for v, c in NFE_ABLATIONS.items()}, "seed": seed}
+    return results.save("mnist_nfe_ablation", "cpu", config, {"variants": variants, "history": [
+        {"time_s": t} for v in variants.values() for t in v["time_s"]]}, seeds=[seed],
+        wall_time_s=time.perf_counter() - tick)
+
+
 def run(profile: str | None = None, *, progress: bool | None = None) -> list[results.Record]:
     """The chapter's one record: the stored one of `profile` if its config matches, else train and
     measure everything."""
@@ -543,8 +581,13 @@ def figure3(cfg: Config, mnist: data.MNIST, profile: str, seed: int) -> dict:
 # ----------------------------------------------------------------------------- scoreboard
 
 def scoreboard(record: dict) -> list[dict]:
-    """Reproduction-page rows: Table 1 (error and params per model), Figure 1, Figure 3."""
+    """Reproduction-page rows: Table 1 (error and params per model), Figure 1, Figure 3; and the Figure 3 (d)
+    ablation's forward NFE in the last epoch each variant has trained."""
     m = record["metrics"]
+    if record["experiment"] == "mnist_nfe_ablation":
+        return [{"item": "Figure 3", "quantity": f"(d) ablation, {variant}: mean forward NFE in epoch {v['epochs_done']} "
+                 f"of {v['epochs_planned']}", "paper": None, "ours": round(v["nfe_forward"][-1], 1),
+                 "note": f"first epoch {v['nfe_forward'][0]:.1f}"} for variant, v in m["variants"].items()]
     rows = []
     for name in models.MODELS:
         ours, ref = m["table1"][name], paper.TABLE1[name]

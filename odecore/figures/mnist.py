@@ -321,3 +321,40 @@ def limits(record: dict) -> list[str]:
     out.append("Seconds of a dedicated machine: the tables' times are of a CPU shared with other jobs; the memory "
                "and NFE numbers do not depend on that.")
     return out
+
+
+ABLATION_LABELS = {"authors": "authors' schedule (step decay, no weight decay)",
+                   "onecycle_nowd": "one-cycle, no weight decay", "cpu": "cpu profile (one-cycle, weight decay 5e-4)"}
+
+
+def plot_nfe_ablation(record: dict):
+    """Figure 3 (d)'s ablation: the ODE-Net's mean forward (left) and adjoint backward (right) NFE per step,
+    epoch by epoch, for each training variant trained so far."""
+    variants = record["metrics"]["variants"]
+    fig, axes = plots.subplots(1, 2, width=3.8, height=3.0, sharey=True)
+    colors = {"authors": "#d62728", "onecycle_nowd": "#2ca02c", "cpu": plots.COLORS["odenet"]}
+    for way, ax in zip(("forward", "backward"), axes):
+        for variant, v in variants.items():
+            epochs = np.arange(1, v["epochs_done"] + 1)
+            ax.plot(epochs, v[f"nfe_{way}"], "o-", ms=3, color=colors[variant], label=ABLATION_LABELS[variant])
+        ax.set(xlabel="epoch", title=f"{way} NFE per step")
+    axes[0].set_ylabel("mean NFE per training step")
+    axes[0].legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def nfe_ablation_words(record: dict) -> str:
+    """What the ablation shows so far, in words generated from the record: per variant, the forward NFE of its
+    first and last trained epoch and whether it grew, and how far each variant is through its schedule."""
+    parts, grew = [], []
+    for variant, v in record["metrics"]["variants"].items():
+        first, last = v["nfe_forward"][0], v["nfe_forward"][-1]
+        later = v["nfe_forward"][1:] or [first]
+        if max(later) > min(later) + 1:
+            grew.append(ABLATION_LABELS[variant])
+        parts.append(f"{ABLATION_LABELS[variant]}: {number(first)} in epoch 1, {number(last)} in epoch "
+                     f"{v['epochs_done']} of {v['epochs_planned']} (backward {number(v['nfe_backward'][0])} to "
+                     f"{number(v['nfe_backward'][-1])})")
+    verdict = (f"The forward NFE grows under {', '.join(grew)}." if grew else
+               "Under none of them does the forward NFE grow after the first epoch, so far.")
+    return "Mean forward NFE per step, " + "; ".join(parts) + ". " + verdict

@@ -11,6 +11,7 @@ from odecore.experiments import adjoint, cnf, latent_ode, mnist
 CONFIGS = {
     "adjoint": adjoint.PROFILES,
     "mnist": mnist.PROFILES,
+    "mnist_nfe_ablation": mnist.NFE_ABLATION_PROFILES,
     "cnf_density": cnf.DENSITY_PROFILES,
     "cnf_mle": cnf.MLE_PROFILES,
     "latent_ode": latent_ode.PROFILES,

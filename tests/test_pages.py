@@ -107,3 +107,19 @@ def test_display_math_stands_in_its_own_paragraph(page, text):
         if not inside and "$$" not in line:
             continue
     assert not inside, f"{page}: an unclosed $$"
+
+
+def visible_code() -> list[tuple[str, int, str]]:
+    out = []
+    for page in sorted((results.ROOT / "book").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(page.read_text())["cells"]):
+            tags = cell.get("metadata", {}).get("tags", [])
+            if cell["cell_type"] == "code" and not {"remove-cell", "remove-input"} & set(tags):
+                out += [(page.name, i, line) for line in "".join(cell["source"]).splitlines()]
+    return out
+
+
+def test_code_a_reader_sees_fits_the_column():
+    """BOOK.md: code that teaches stays visible and fits the column: 80 characters a line at most."""
+    long = [(page, cell, line) for page, cell, line in visible_code() if len(line) > 80]
+    assert not long, long

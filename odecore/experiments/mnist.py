@@ -478,6 +478,14 @@ def train_subrun(profile: str, name: str, seed: int, progress: bool = False) -> 
     return subrun(profile, cfg, mnist, name, seed, progress=progress)
 
 
+def nfe_ablation_config(seed: int = 0) -> dict:
+    """The ablation record's config: every variant's settings and the seed."""
+    return {"variants": {v: results.as_dict(c) for v, c in NFE_ABLATIONS.items()}, "seed": seed}
+
+
+NFE_ABLATION_PROFILES = {"cpu": nfe_ablation_config()}   # the profile its record is stored under
+
+
 def ablation_profile(variant: str) -> str:
     """The folder name a variant of NFE_ABLATIONS trains under (the stored cpu run keeps its own)."""
     if variant not in NFE_ABLATIONS:
@@ -523,8 +531,7 @@ def run_nfe_ablation(seed: int = 0) -> results.Record:
             "val_error": [h["val_error"] for h in history], "loss": [h["loss"] for h in history],
             "time_s": [h["time_s"] for h in history],
             "settings": {k: getattr(cfg, k) for k in ("nesterov", "weight_decay", "schedule", "milestones", "crop_padding")}}
-    config = {"variants": {v: results.as_dict(c) for v, c in NFE_ABLATIONS.items()}, "seed": seed}
-    return results.save("mnist_nfe_ablation", "cpu", config, {"variants": variants, "history": [
+    return results.save("mnist_nfe_ablation", "cpu", nfe_ablation_config(seed), {"variants": variants, "history": [
         {"time_s": t} for v in variants.values() for t in v["time_s"]]}, seeds=[seed],
         wall_time_s=time.perf_counter() - tick)
 

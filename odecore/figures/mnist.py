@@ -73,6 +73,11 @@ def _setting(cfg: dict, key: str) -> str:
     return SETTINGS[key][1](cfg[key])
 
 
+def epochs_words(cfg: dict) -> str:
+    """A config's epochs per model in words ('1-layer MLP 40, ResNet 20, RK-Net 15, ODE-Net 15')."""
+    return _setting(cfg, "epochs")
+
+
 def settings_table(configs: dict[str, dict]) -> pd.DataFrame:
     """The training settings of several configs side by side, in words: column name -> config dict."""
     return pd.DataFrame([{"setting": label, **{name: _setting(cfg, key) for name, cfg in configs.items()}}

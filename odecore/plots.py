@@ -121,3 +121,138 @@ def figure(name: str, fig) -> None:
 
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+# The printed page. The book's PDF (A4, 0.5 in margins) gives a figure a column 6.45 in wide; the page
+# shows a figure at figure.dpi CSS pixels per inch of its tight box (retina_png), 96 of them to a
+# printed inch, and scales one wider than the column down to it. Text must print at MIN_PRINTED_PT or
+# more: a 9 pt tick label survives a figure up to about 7 in wide, not a 10 in one.
+PRINT_COLUMN_IN = 6.45
+MIN_PRINTED_PT = 8.0
+
+
+def _renderer(fig):
+    """`fig` drawn (its layout done), and the renderer that drew it; a closed figure gets an Agg canvas."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def printed_scale(fig) -> float:
+    """The factor the printed page applies to `fig`'s sizes (above 1 for a narrow figure, below 1 for a wide one)."""
+    width = fig.get_tightbbox(_renderer(fig)).width + 2 * plt.rcParams["savefig.pad_inches"]
+    return min(fig.dpi / 96, PRINT_COLUMN_IN / width)
+
+
+def _drawn_texts(fig) -> list:
+    """Every non-empty text a draw of `fig` puts on the canvas (tick labels of ticks in view only)."""
+    from matplotlib.text import Text
+
+    drawn, original = [], Text.draw
+
+    def record(self, renderer):
+        original(self, renderer)
+        if self.get_visible() and self.get_text().strip():
+            drawn.append(self)
+
+    Text.draw = record
+    try:
+        _renderer(fig)
+    finally:
+        Text.draw = original
+    return list(dict.fromkeys(drawn))
+
+
+def _data_points(ax, renderer):
+    """Display coordinates of what `ax` draws as data: lines (every segment sampled each 2 px), markers,
+    scatter points and line collections, inside the axes' box."""
+    import numpy as np
+    from matplotlib.collections import LineCollection, PathCollection
+
+    chunks = []
+    for line in ax.lines:
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), float))
+        xy = xy[np.isfinite(xy).all(1)]
+        if len(xy) > 1 and line.get_linestyle() not in ("None", "none", ""):
+            for a, b in zip(xy[:-1], xy[1:]):
+                n = max(int(np.hypot(*(b - a)) / 2), 1)
+                chunks.append(a + np.linspace(0, 1, n + 1)[:, None] * (b - a))
+        elif len(xy):
+            chunks.append(xy)
+    for coll in ax.collections:
+        if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+            chunks.append(coll.get_offset_transform().transform(np.asarray(coll.get_offsets(), float)))
+        elif isinstance(coll, LineCollection):
+            for path in coll.get_paths():
+                chunks.append(coll.get_transform().transform(path.vertices))
+    if not chunks:
+        return np.zeros((0, 2))
+    xy = np.concatenate(chunks)
+    box = ax.get_window_extent(renderer)
+    inside = (xy[:, 0] >= box.x0) & (xy[:, 0] <= box.x1) & (xy[:, 1] >= box.y0) & (xy[:, 1] <= box.y1)
+    return xy[inside]
+
+
+def _has_data(ax) -> bool:
+    """Whether `ax` draws anything but its frame, grid, labels and legend."""
+    lines = any(len(line.get_xydata()) for line in ax.lines)
+    patches = any(p is not ax.patch for p in ax.patches)
+    return lines or patches or bool(ax.collections or ax.images)
+
+
+def layout_problems(fig) -> list[str]:
+    """What a reader of the printed page would stumble on in `fig`, one sentence each (none: it reads):
+    text printed under MIN_PRINTED_PT; texts drawn over each other; an axis label longer than its axis;
+    anything reaching past the figure's edge; a panel with no data (an empty grid cell or a legend on
+    its own); a legend drawn over data; rounded boxes (a diagram's) overlapping."""
+    from matplotlib.patches import FancyBboxPatch
+
+    texts = _drawn_texts(fig)
+    renderer = _renderer(fig)
+    scale, found = printed_scale(fig), []
+    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
+    small = sorted((t.get_fontsize() * scale, t.get_text()) for t in texts
+                   if t.get_fontsize() * scale < MIN_PRINTED_PT - 0.05)
+    if small:
+        found.append(f"{len(small)} texts print under {MIN_PRINTED_PT:g} pt, down to {small[0][0]:.1f} pt "
+                     f"({small[0][1]!r})")
+    for i, (t, a) in enumerate(boxes):
+        for u, b in boxes[i + 1:]:
+            if a.x0 + 1 < b.x1 and b.x0 + 1 < a.x1 and a.y0 + 1 < b.y1 and b.y0 + 1 < a.y1:
+                found.append(f"{t.get_text()!r} and {u.get_text()!r} overlap")
+    edge = fig.bbox
+    for t, a in boxes:
+        if a.x0 < edge.x0 - 1 or a.x1 > edge.x1 + 1 or a.y0 < edge.y0 - 1 or a.y1 > edge.y1 + 1:
+            found.append(f"{t.get_text()!r} reaches past the figure's edge")
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        box = ax.get_window_extent(renderer)
+        for label, along in ((ax.xaxis.label, "x"), (ax.yaxis.label, "y")):
+            if label.get_visible() and label.get_text().strip() and label in texts:
+                ext = label.get_window_extent(renderer)
+                longer = ext.width > box.width + 2 if along == "x" else ext.height > box.height + 2
+                if longer:
+                    found.append(f"axis label {label.get_text()!r} is longer than its axis")
+        if not _has_data(ax):
+            found.append(f"panel {ax.get_title()!r} shows no data" + (" (only a legend)" if ax.get_legend() else ""))
+        patches = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, FancyBboxPatch)]
+        for i, a in enumerate(patches):
+            for b in patches[i + 1:]:
+                if a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1:
+                    found.append(f"boxes of panel {ax.get_title()!r} overlap")
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend()] + [(None, lg) for lg in fig.legends]
+    for owner, legend in legends:
+        if not legend.get_visible():
+            continue
+        lb = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            xy = _data_points(ax, renderer)
+            covered = int(((xy[:, 0] > lb.x0) & (xy[:, 0] < lb.x1) & (xy[:, 1] > lb.y0) & (xy[:, 1] < lb.y1)).sum())
+            if covered:
+                found.append(f"legend {[t.get_text() for t in legend.get_texts()][:2]} covers {covered} data "
+                             f"points of panel {ax.get_title()!r}")
+    return found

@@ -98,3 +98,80 @@ def test_figures_modules_do_not_import_the_experiments():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _clean(**kw):
+    fig, ax = plots.subplots(1, 1, width=4.0, height=3.0, **kw)
+    ax.plot([0, 1, 2, 3], [0, 1, 4, 9], label="squares")
+    return fig, ax
+
+
+def test_layout_problems_passes_a_clean_figure():
+    fig, ax = _clean()
+    ax.set(xlabel="x", ylabel="x squared", title="a clean panel")
+    ax.legend(loc="upper left")
+    assert plots.layout_problems(fig) == []
+    plt.close(fig)
+
+
+def test_layout_problems_fails_each_fault_on_a_figure_built_to_break_it():
+    """Every check of plots.layout_problems fails on a figure built with that fault (on a clean one, none does)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    def wide():        # 9 pt tick labels on a figure three columns wide print at about 3 pt
+        fig, ax = plots.subplots(1, 1, width=20.0, height=3.0)
+        ax.plot([0, 1], [0, 1])
+        return fig
+
+    def overlap():
+        fig, ax = _clean()
+        ax.text(1, 4, "one label", fontsize=10)
+        ax.text(1.05, 4.05, "another label", fontsize=10)
+        return fig
+
+    def long_label():
+        fig, ax = _clean()
+        ax.set_ylabel("a y label far longer than the height of the axes it belongs to, twice over")
+        return fig
+
+    def past_edge():
+        fig, ax = _clean()
+        fig.text(0.9, 0.5, "text running off the right edge of the figure")
+        return fig
+
+    def empty():
+        fig, (ax, spare) = plots.subplots(1, 2, width=3.0, height=3.0)
+        ax.plot([0, 1], [0, 1], label="line")
+        spare.set_axis_off()
+        spare.legend(*ax.get_legend_handles_labels())
+        return fig
+
+    def covering():
+        fig, ax = _clean()
+        ax.legend(loc="center", bbox_to_anchor=(0.5, 0.22))   # over the curve
+        return fig
+
+    def boxes():
+        fig, ax = _clean()
+        for x in (0.5, 0.9):
+            ax.add_patch(FancyBboxPatch((x, 2), 0.6, 1, boxstyle="round,pad=0.05"))
+        return fig
+
+    expected = {wide: "print under 8 pt", overlap: "overlap", long_label: "longer than its axis",
+                past_edge: "past the figure's edge", empty: "shows no data (only a legend)",
+                covering: "covers", boxes: "boxes of panel"}
+    for make, words in expected.items():
+        fig = make()
+        found = plots.layout_problems(fig)
+        assert any(words in f for f in found), (make.__name__, found)
+        plt.close(fig)
+
+
+def test_printed_scale_follows_the_printed_column():
+    """A figure narrower than the column prints at figure.dpi / 96 of its size; a wider one shrinks to the column."""
+    narrow, _ = _clean()
+    assert plots.printed_scale(narrow) == narrow.dpi / 96
+    fig, ax = plots.subplots(1, 1, width=13.0, height=3.0)
+    ax.plot([0, 1], [0, 1])
+    assert abs(plots.printed_scale(fig) * fig.get_tightbbox().width - plots.PRINT_COLUMN_IN) < 0.5
+    plt.close("all")

@@ -129,6 +129,7 @@ def figure(name: str, fig) -> None:
 # more: a 9 pt tick label survives a figure up to about 7 in wide, not a 10 in one.
 PRINT_COLUMN_IN = 6.45
 MIN_PRINTED_PT = 8.0
+FULL_WIDTH = 7.0   # inches: the widest figure whose 9 pt text (the theme's smallest) still prints at 8 pt
 
 
 def _renderer(fig):

@@ -141,3 +141,27 @@ def test_error_by_profile_puts_each_record_beside_the_paper(committed):
         assert table[(record["profile"], "error (%)")]["ODE-Net"] == t1["odenet"]["test_error_mean"]
         assert 0 < table[(record["profile"], "passes")]["ODE-Net"] <= len(t1["odenet"]["history"][0])
     assert table[("paper", "error (%)")]["ResNet"] == paper.TABLE1["resnet"]["test_error"]
+
+
+def reads(fig) -> None:
+    """The figure has nothing a reader of the printed page stumbles on (odecore.plots.layout_problems)."""
+    from odecore import plots
+
+    assert plots.layout_problems(fig) == []
+
+
+def test_adjoint_figures_read_at_the_printed_size(committed):
+    from odecore.figures import adjoint as adjoint_figures
+
+    record, _ = committed("adjoint")
+    memory = adjoint_figures.fig_memory(record)
+    memory.canvas.draw()                        # the constrained layout, as the page's PNG gets it
+    renderer = memory.canvas.get_renderer()
+    inside = memory.bbox.transformed(memory.dpi_scale_trans.inverted())
+    tight = memory.get_tightbbox(renderer)
+    assert inside.x0 <= tight.x0 and tight.x1 <= inside.x1 and inside.y0 <= tight.y0 and tight.y1 <= inside.y1
+    for ax in memory.axes:   # each y label within its own panel's height: none is cut or runs into another
+        assert ax.yaxis.label.get_window_extent(renderer).height <= ax.get_window_extent(renderer).height
+    for fig in (memory, adjoint_figures.fig_sweep(record), adjoint_figures.fig2(record)):
+        reads(fig)
+    assert len(adjoint_figures.fig_sweep(record).legends) == 1    # one legend below the three panels

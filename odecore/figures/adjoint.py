@@ -44,29 +44,28 @@ def memory_slope(record: dict, method: str) -> float:
 
 
 def fig_memory(record: dict):
-    """Peak memory (left) and time (right) of one gradient against the number of fixed solver steps."""
+    """Peak memory (a) and time (b) of one gradient against the number of fixed solver steps; the
+    legend below both panels, the long words in the panel titles, where they fit."""
     df = pd.DataFrame(record["metrics"]["memory"])
-    fig, (ax, ax2) = plots.subplots(1, 2, width=3.8)
+    fig, (ax, ax2) = plots.subplots(1, 2, width=plots.FULL_WIDTH / 2, height=3.1)
     labels = {"direct": "direct backprop", "adjoint": "torchdiffeq adjoint", "alg1": "Algorithm 1 (odecore)"}
-    for name, group in df.groupby("method"):
+    for name in labels:
+        group = df[df["method"] == name]
         ax.plot(group["steps"], group["peak_mib"], "o-", color=plots.COLORS[name], label=labels[name])
         ax2.plot(group["steps"], group["time_s"], "o-", color=plots.COLORS[name], label=labels[name])
     for a in (ax, ax2):
-        a.set_xscale("log")
-        a.set_xlabel(f"solver steps ({record['config']['memory_method']}, fixed)")
-    ax.set_yscale("log")
-    ax.set_ylabel("peak memory of one gradient (MiB)")
-    ax2.set_ylabel("time of one gradient (s, profiler on)")
-    ax2.set_yscale("log")
-    ax.legend()
-    fig.suptitle(f"memory against depth  [{plots.caption_tag(record)}]", fontsize=9)
+        a.set(xscale="log", yscale="log", xlabel=f"solver steps ({record['config']['memory_method']}, fixed)")
+    ax.set(ylabel="MiB", title="(a) peak memory of one gradient")
+    ax2.set(ylabel="seconds", title="(b) time of one gradient, profiler on")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
     return fig
 
 
 def fig_sweep(record: dict):
-    """Gradient error against rtol, backward against forward NFE, and their ratio against rtol, per solver."""
+    """Gradient error against rtol (a), backward against forward NFE (b), and their ratio against rtol (c),
+    per solver; one legend below the three panels, so each panel keeps its width for the data."""
     df = table_sweep(record)
-    fig, (ax1, ax2, ax3) = plots.subplots(1, 3, width=3.4)
+    fig, (ax1, ax2, ax3) = plots.subplots(1, 3, width=plots.FULL_WIDTH / 3, height=2.9)
     colors = {"dopri5": plots.COLORS["dopri5"], "dopri5 + seminorm": plots.COLORS["seminorm"],
               "scipy LSODA": plots.COLORS["scipy"], "dopri5 (direct backprop)": plots.COLORS["direct"]}
     for solver, g in df.groupby("solver", sort=False):
@@ -76,36 +75,45 @@ def fig_sweep(record: dict):
         if solver != "dopri5 (direct backprop)":
             ax2.plot(g["nfe_forward"], g["nfe_backward"], **kw)
             ax3.plot(g["rtol"], g["backward/forward"], **kw)
-    ax1.set(xscale="log", yscale="log", xlabel="rtol = atol", ylabel="relative gradient error")
     lim = [df["nfe_forward"].min() * 0.8, df["nfe_backward"].max() * 1.2]
     ax2.plot(lim, lim, "k:", lw=1, label="backward = forward")
     ax2.plot(lim, [x * paper.BACKWARD_OVER_FORWARD_NFE for x in lim], "k--", lw=1, label="paper: half")
-    ax2.set(xscale="log", yscale="log", xlabel="forward NFE", ylabel="backward NFE")
-    for axis in (ax2.xaxis, ax2.yaxis):
+    ax3.axhline(paper.BACKWARD_OVER_FORWARD_NFE, color="k", ls="--", lw=1, label="paper: half")
+    ax1.set(xscale="log", yscale="log", xlabel="rtol = atol", title="(a) gradient error (rel.)")
+    ax2.set(xscale="log", yscale="log", xlabel="forward NFE", ylabel="backward NFE", title="(b) backward vs forward")
+    ax3.set(xscale="log", xlabel="rtol = atol", title="(c) backward / forward NFE")
+    for ax in (ax1, ax3):   # every other decade: seven labels do not fit a third of the column
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+    ax1.yaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=5))
+    for axis in (ax2.xaxis, ax2.yaxis):   # 10, 20, 50, 100: the NFE span one decade
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax3.axhline(paper.BACKWARD_OVER_FORWARD_NFE, color="k", ls="--", lw=1)
-    ax3.set(xscale="log", xlabel="rtol = atol", ylabel="backward / forward NFE")
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
-    fig.suptitle(f"adjoint accuracy and cost against tolerance  [{plots.caption_tag(record)}]", fontsize=9)
+    handles, labels = ax1.get_legend_handles_labels()
+    for h, lab in zip(*ax2.get_legend_handles_labels()):
+        if lab not in labels:
+            handles.append(h); labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
     return fig
 
 
 def fig2(record: dict):
-    """Figure 2: the forward solve, the state recomputed backwards, and the adjoint with its jumps."""
+    """Figure 2: the forward solve, the state recomputed backwards, and the adjoint with its jumps; the
+    direction of each solve in its panel's title, the legends beside the panels."""
     r = record["metrics"]["figure2"]
-    fig, (ax1, ax2) = plots.subplots(2, 1, width=6.5, height=2.2, sharex=True)
+    fig, (ax1, ax2) = plots.subplots(2, 1, width=plots.FULL_WIDTH, height=2.2, sharex=True)
     for k, c in ((0, "C0"), (1, "C1")):
-        ax1.plot(r["t_forward"], [z[k] for z in r["z_forward"]], color=c, label=f"forward z{k + 1}(t)")
+        ax1.plot(r["t_forward"], [z[k] for z in r["z_forward"]], color=c, label=f"forward $z_{k + 1}(t)$")
         ax1.plot(r["t_backward"], [z[k] for z in r["z_backward"]], color=c, ls=":", lw=2.5,
-                 label=f"z{k + 1}(t) recomputed backwards")
+                 label=f"$z_{k + 1}(t)$ recomputed\nbackwards")
         ax1.plot(r["t_obs"][1:], [z[k] for z in r["z_obs"][1:]], "o", color=c)
-        ax2.plot(r["t_backward"], [a[k] for a in r["a_backward"]], ".", ms=2, color=c, label=f"a{k + 1}(t) = dL/dz{k + 1}(t)")
+        ax2.plot(r["t_backward"], [a[k] for a in r["a_backward"]], ".", ms=2, color=c,
+                 label=f"$a_{k + 1}(t) = \\partial L/\\partial z_{k + 1}(t)$")
     for t in r["t_obs"][1:]:
         ax2.axvline(t, color="k", lw=0.5, alpha=0.4)
-    ax1.set_ylabel("state")
-    ax2.set_ylabel("adjoint state")
-    ax2.set_xlabel("t   (forward: left to right; adjoint solve: right to left, jumping by dL/dz(t_i) at each observation)")
-    ax1.legend(fontsize=7, ncol=2)
-    ax2.legend(fontsize=7)
+    ax1.set(ylabel="state", title="forward solve, left to right (dots: the observations)")
+    ax2.set(ylabel="adjoint state", xlabel="t",
+            title=r"adjoint solve, right to left, jumping by $\partial L/\partial z(t_i)$ at each observation")
+    for ax in (ax1, ax2):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=4)
     return fig

@@ -49,7 +49,11 @@ def example(experiment: str = "mnist", profile: str | None = None) -> str:
     from odecore import scoreboard
     from odecore.tables import mean_sd
 
-    profile = profile or [p for p in results.available_profiles(experiment) if p != "smoke"][-1]
+    from odecore import profiles
+
+    profile = profile or profiles.current(experiment)   # the largest stored (smoke where nothing else is)
+    if profile not in results.available_profiles(experiment):
+        return f"no {experiment} result is stored yet: run python -m odecore.experiments {experiment}"
     record = results.load(experiment, profile)
     row = record["metrics"]["table1"]["odenet"]
     where = checkout()

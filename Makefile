@@ -35,7 +35,7 @@ test: test-package test-notebooks test-book test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
 test-package: env
-	$(BIN)/python -m pytest tests -m "not book"
+	$(BIN)/python -m pytest tests -m "not book" --durations=15
 
 # Every notebook in the smoke profile with training forced; results go to a throwaway folder.
 test-notebooks: env

@@ -55,63 +55,58 @@ def runs_frame(record: dict):
 
 
 def fig6():
-    """Figure 6 of the paper, the model, as a diagram."""
+    """Figure 6 of the paper, the model, as a diagram: the encoder on the left, the latent solve and the
+    decoder on the right; boxes, arrows and words placed so that none runs into another at 7 in wide."""
     from matplotlib.patches import FancyBboxPatch
 
-
-    fig, ax = plots.subplots(1, 1, width=9.5, height=3.6)
+    fig, ax = plots.subplots(1, 1, width=plots.FULL_WIDTH, height=3.0)
     ax.set_axis_off()
     ax.set_xlim(0, 10)
-    ax.set_ylim(0, 4)
+    ax.set_ylim(-0.1, 4)
     ax.grid(False)
 
-    def box(x, y, w, h, text, color):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="0.3", alpha=0.9))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+    def box(x, y, w, h, text, color, size=9):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=color, ec="0.3", alpha=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
 
-    def arrow(a, b, text="", **kw):
+    def arrow(a, b, **kw):
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, **kw))
-        if text:
-            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, text, ha="center", fontsize=8)
 
-    # observations at irregular times, read backwards by the RNN
-    ts = [0.3, 0.75, 1.5, 1.8, 2.6]
+    # observations at irregular times, read backwards by the RNN (gaps of 0.55 to 0.85: irregular, no box touches)
+    ts = [0.25, 0.8, 1.6, 2.15, 3.0]
+    ax.plot([0.05, 3.2], [0.6, 0.6], color="0.6", lw=0.8)
     for k, t in enumerate(ts):
         ax.plot(t, 0.6, "o", color="k", ms=5)
-        ax.text(t, 0.25, f"$x_{{t_{k}}}$", ha="center", fontsize=9)
-    ax.plot([0.1, 2.9], [0.6, 0.6], color="0.6", lw=0.8)
-    ax.text(1.5, 0.0, "observations at irregular times", ha="center", fontsize=8)
+        ax.text(t, 0.22, f"$x_{{t_{k}}}$", ha="center", fontsize=10)
+        box(t - 0.11, 1.2, 0.22, 0.3, "h", plots.COLORS["rnn"] + "55")
+        arrow((t, 0.7), (t, 1.14))
     for k in range(len(ts) - 1, 0, -1):
-        arrow((ts[k], 1.35), (ts[k - 1] + 0.08, 1.35))
-    for t in ts:
-        box(t - 0.13, 1.2, 0.26, 0.3, "h", plots.COLORS["rnn"] + "55")
-        arrow((t, 0.7), (t, 1.15))
-    ax.text(1.5, 1.75, "RNN encoder, reads backwards with time gaps", ha="center", fontsize=8)
-    box(3.3, 1.05, 1.2, 0.6, r"$q(z_{t_0}) = \mathcal{N}(\mu, \sigma^2)$", "#dddddd")
-    arrow((ts[0] - 0.15, 1.35), (0.05, 1.35))
-    ax.annotate("", xy=(3.25, 1.35), xytext=(0.05, 1.35),
-                arrowprops=dict(arrowstyle="->", color="0.2", lw=1.2, connectionstyle="arc3,rad=0.35"))
-    # latent trajectory
-
+        arrow((ts[k] - 0.16, 1.35), (ts[k - 1] + 0.16, 1.35))
+    ax.text(1.6, -0.1, "observations at irregular times", ha="center", fontsize=9)
+    ax.text(1.6, 3.3, "RNN encoder, run backwards in\ntime, also reads the time gaps", ha="center", fontsize=9)
+    box(3.3, 1.8, 1.65, 0.55, r"$q(z_{t_0}) = \mathcal{N}(\mu, \sigma^2)$", "#dddddd")
+    arrow((ts[0], 1.56), (3.24, 2.1), connectionstyle="arc3,rad=-0.3")
+    # the latent trajectory: one solve from a sample of q, decoded inside the window and beyond it
     tt = np.linspace(0, 4.6, 200)
-    zx, zy = 5.0 + tt, 2.4 + 0.5 * np.sin(1.6 * tt)
+    zx, zy = 5.6 + 0.93 * tt, 2.55 + 0.45 * np.sin(1.6 * tt)
     ax.plot(zx[:130], zy[:130], color=plots.COLORS["latent_ode"], lw=2)
     ax.plot(zx[129:], zy[129:], color=plots.COLORS["latent_ode"], lw=2, ls="--")
-    arrow((4.55, 1.45), (zx[0] - 0.05, zy[0] - 0.05), "sample")
-    ax.text(zx[0], zy[0] + 0.75, r"$z_{t_0}$", ha="center", fontsize=10)
-    ax.text(7.3, 3.55, r"ODESolve$(z_{t_0}, f, \theta_f, t_0, \ldots, t_M)$: one solve, any times",
+    arrow((5.03, 2.1), (zx[0] - 0.08, zy[0] - 0.04))
+    ax.text(5.12, 2.5, "sample", ha="center", va="bottom", fontsize=9)
+    ax.text(zx[0], zy[0] + 0.3, r"$z_{t_0}$", ha="center", fontsize=10)
+    ax.text(7.75, 3.55, r"ODESolve$(z_{t_0}, f, \theta_f, t_0, \ldots, t_M)$: one solve, any times",
             ha="center", fontsize=9)
-    marks = [0, 25, 60, 80, 115, 150, 185]
-    for k in marks:
+    for k in (0, 25, 60, 80, 115, 150, 185):
         ax.plot(zx[k], zy[k], "o", color=plots.COLORS["latent_ode"], ms=4)
-        arrow((zx[k], zy[k] - 0.1), (zx[k], 1.0))
+        arrow((zx[k], zy[k] - 0.08), (zx[k], 0.72))
         ax.plot(zx[k], 0.6, "s", color="#2ca02c" if k < 130 else "#ff7f0e", ms=5)
-    ax.plot([4.9, 9.8], [0.6, 0.6], color="0.6", lw=0.8)
-    ax.text(6.2, 0.0, "reconstruction", ha="center", fontsize=8, color="#2ca02c")
-    ax.text(8.9, 0.0, "extrapolation", ha="center", fontsize=8, color="#ff7f0e")
-    ax.text(5.2, 1.3, "decoder", fontsize=8)
-    ax.axvline(zx[130], ymin=0.05, ymax=0.85, color="0.5", ls=":", lw=1)
-    ax.text(zx[130] + 0.05, 3.1, r"$t_N$", fontsize=9)
+    ax.plot([5.4, 9.95], [0.6, 0.6], color="0.6", lw=0.8)
+    ax.text(5.5, 1.1, "decoder", ha="right", fontsize=9)
+    ax.text(6.9, 0.22, "reconstruction", ha="center", fontsize=9, color="#2ca02c")
+    ax.text(9.2, 0.22, "extrapolation", ha="center", fontsize=9, color="#ff7f0e")
+    ax.plot([zx[130]] * 2, [0.4, 3.1], color="0.5", ls=":", lw=1)
+    ax.text(zx[130] + 0.06, 2.95, r"$t_N$", fontsize=10)
+    ax.text(7.75, -0.1, "predictions at any times", ha="center", fontsize=9)
     plt.close(fig)
     return fig
 
@@ -125,59 +120,90 @@ def _draw_spiral(ax, truth: np.ndarray, x: np.ndarray, pred: np.ndarray, n_times
     ax.set_aspect("equal")
 
 
+def _turns_counter_clockwise(path: np.ndarray) -> bool:
+    """Whether a 2-D path (T, 2) turns counter-clockwise about the origin (its signed swept area is positive)."""
+    x, y = path[:, 0], path[:, 1]
+    return float(np.sum(x[:-1] * np.diff(y) - y[:-1] * np.diff(x))) > 0
+
+
 def fig8(record: dict, arrays: dict):
-    """Figure 8: (a) RNN and (b) latent ODE on test spirals, (c) latent trajectories by direction."""
+    """Figure 8: (a) RNN and (b) latent ODE on the example test spirals, one row each (the experiment
+    takes the first counter-clockwise and the first clockwise spiral of the test split), and (c) the
+    latent trajectories of the first test spirals of each direction, the row's direction in colour (its
+    title's) and the other in grey, both rows on the same axes; one legend below."""
     n, nt = int(arrays["fig8/n"]), int(arrays["n_times"])
     k = len(arrays["examples"])
-    fig, axes = plots.subplots(k, 3, width=3.3, height=3.1)
-    axes = np.atleast_2d(axes)
+    fig, axes = plots.subplots(k, 3, width=plots.FULL_WIDTH / 3, height=2.35, squeeze=False)
     x = arrays[f"fig10/{n}/x"]
+    colour = {True: "#2ca02c", False: "#9467bd"}   # counter-clockwise, clockwise
+    latent, ccw = arrays["fig8/latent"], arrays["fig8/direction"] > 0
     for row in range(k):
         truth = arrays["truth"][row]
         _draw_spiral(axes[row, 0], truth, x[row], arrays["fig8/pred_rnn"][row], nt, plots.COLORS["rnn"], "RNN")
         _draw_spiral(axes[row, 1], truth, x[row], arrays[f"fig10/{n}/pred"][row], nt, plots.COLORS["latent_ode"],
                      "latent ODE")
-    axes[0, 0].set_title(f"(a) RNN, {n}/100 observed")
-    axes[0, 1].set_title(f"(b) latent ODE, {n}/100 observed")
+        turn = _turns_counter_clockwise(truth)
+        axes[row, 0].set_ylabel("counter-clockwise" if turn else "clockwise")
+        axc = axes[row, 2]   # (c): the row's direction over the other one in grey, on shared limits
+        for path, own in zip(latent, ccw == turn):
+            axc.plot(path[:, 0], path[:, 1], color=colour[turn] if own else "0.8", lw=0.8, alpha=0.7,
+                     zorder=2 if own else 1)
+            if own:
+                axc.plot(path[0, 0], path[0, 1], "o", color=colour[turn], ms=2.5, zorder=2)
+        axc.set_title(f"{'(c) ' if row == 0 else ''}latent, {'counter-clockwise' if turn else 'clockwise'}",
+                      color=colour[turn])
+        axc.set_ylabel("main remaining axis")
+    lo, hi = latent.reshape(-1, 2).min(0), latent.reshape(-1, 2).max(0)
+    pad = 0.05 * (hi - lo)
+    for axc in axes[:, 2]:
+        axc.set(xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]))
+    axes[-1, 2].set_xlabel("between-direction axis")
+    axes[0, 0].set_title(f"(a) RNN, n = {n}")
+    axes[0, 1].set_title(f"(b) latent ODE, n = {n}")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     h2, l2 = axes[0, 1].get_legend_handles_labels()
-    for ax in axes[1:, 2]:
-        ax.set_axis_off()
-    axes[-1, 2].legend(handles[:3] + h2[1:3], labels[:3] + l2[1:3], loc="center", fontsize=8)
-    # (c) latent trajectories of many test spirals, projected (odecore.experiments.latent_ode.latent_projection)
-    axc = axes[0, 2]
-    for path, direction in zip(arrays["fig8/latent"], arrays["fig8/direction"]):
-        color = "#2ca02c" if direction > 0 else "#9467bd"
-        axc.plot(path[:, 0], path[:, 1], color=color, lw=0.8, alpha=0.7)
-        axc.plot(path[0, 0], path[0, 1], "o", color=color, ms=2.5)
-    axc.plot([], [], color="#2ca02c", label="counter-clockwise")
-    axc.plot([], [], color="#9467bd", label="clockwise")
-    axc.legend(fontsize=7)
-    axc.set_title("(c) latent trajectories")
-    axc.set_xlabel("between-direction axis")
-    axc.set_ylabel("main remaining axis")
+    order = [0, 3, 1, 2]   # truth, observed, RNN reconstruction and extrapolation, then the latent ODE's
+    handles, labels = [handles[i] for i in order] + h2[1:3], [labels[i] for i in order] + l2[1:3]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
     plt.close(fig)
     return fig
 
 
 def fig9(record: dict, arrays: dict):
     """Figure 9: decoded trajectories while one dimension of z_t0 varies (the others at a test posterior mean),
-    and a last panel moving z_t0 on the line from a counter-clockwise spiral's posterior mean to a clockwise one's."""
+    and a last panel moving z_t0 on the line from a counter-clockwise spiral's posterior mean to a clockwise one's.
+    Colour is the varied quantity; the two colour scales take the grid's last cell, so no cell is empty."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     paths, span = arrays["fig9/paths"], float(arrays["fig9/span"])
     dims, steps = len(paths) - 1, paths.shape[1]
-    titles = [f"vary $z_{{t_0}}[{dim}]$ by ±{span:g}" for dim in range(dims)] + ["counter-clockwise → clockwise"]
-    cols = math.ceil(len(paths) / 2)  # the panels wrap into two rows
-    fig, axes = plots.subplots(2, cols, width=2.8, height=2.8)
+    titles = [f"$z_{{t_0}}[{dim}]$ varied" for dim in range(dims)] + ["counter-clockwise → clockwise"]
+    cols = math.ceil((len(paths) + 1) / 2)  # the panels and the colour scales wrap into two rows
+    fig, axes = plots.subplots(2, cols, width=plots.FULL_WIDTH / cols, height=2.45)
     axes = axes.flatten()
-    for ax in axes[len(paths):]:
-        ax.set_axis_off()
     cmap = plt.get_cmap("coolwarm")
     for ax, title, path in zip(axes, titles, paths):
         for s in range(steps):
             ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
             ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
         ax.set_aspect("equal")
+    spec = axes[len(paths)].get_subplotspec()
+    for ax in axes[len(paths):]:
+        ax.remove()
+    cells = spec.subgridspec(5, 1)
+    scales = ((Normalize(-span, span), [-span, 0, span], None, "offset from its mean"),
+              (Normalize(0, 1), [0, 1], ["counter-clockwise", "clockwise"], "along the line (last panel)"))
+    for cell, (norm, ticks, names, label) in zip((cells[1], cells[3]), scales):
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_subplot(cell), orientation="horizontal",
+                           ticks=ticks, label=label)
+        if names:
+            bar.ax.set_xticklabels(names)
+            for text, ha in zip(bar.ax.get_xticklabels(), ("left", "right")):
+                text.set_ha(ha)
+        else:
+            bar.ax.set_xticklabels([f"{t:+g}".replace("-", "\u2212") if t else "0" for t in ticks])
     plt.close(fig)
     return fig
 
@@ -214,24 +240,33 @@ def fig7(record: dict, arrays: dict):
     return fig
 
 
+TRAINING_LINTHRESH = 10.0   # nats: fig_training's axis is linear between -10 and 10, logarithmic beyond
+
+
 def fig_training(record: dict):
-    """Training loss per epoch for every sub-run (latent ODE: -ELBO; RNN: NLL), log scale."""
+    """Training loss per epoch of every sub-run, one panel per n, one line per seed (latent ODE: -ELBO;
+    RNN: NLL; both nats per spiral). The loss itself, on a symmetric log axis (linear within
+    +-TRAINING_LINTHRESH), since the -ELBO falls below zero: each curve ends where its run ended."""
     runs = record["metrics"]["runs"]
     counts = sorted({r["n"] for r in runs})
-    fig, axes = plots.subplots(1, len(counts), width=3.0, height=2.6, sharey=True)
-    for ax, n in zip(np.atleast_1d(axes), counts):
+    fig, axes = plots.subplots(1, len(counts), width=plots.FULL_WIDTH / len(counts), height=2.9, sharey=True,
+                               squeeze=False)
+    for ax, n in zip(axes[0], counts):
         for r in runs:
             if r["n"] == n:
                 loss = np.array(r["loss_history"])
-                ax.plot(np.arange(1, len(loss) + 1), loss - loss.min() + 1, color=plots.COLORS[r["model"]],
-                        alpha=0.7, lw=1)
-        ax.set_yscale("log")
-        ax.set_title(f"{n}/100 observed")
-        ax.set_xlabel("epoch")
-    np.atleast_1d(axes)[0].set_ylabel("loss - min + 1")
-    for model in MODELS:
-        np.atleast_1d(axes)[-1].plot([], [], color=plots.COLORS[model], label=NAMES[model])
-    np.atleast_1d(axes)[-1].legend(fontsize=8)
+                ax.plot(np.arange(1, len(loss) + 1), loss, color=plots.COLORS[r["model"]], alpha=0.7, lw=1)
+        ax.set_yscale("symlog", linthresh=TRAINING_LINTHRESH, linscale=1.0)   # 0 to 10 as wide as a decade
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set(title=f"{n}/100 observed", xlabel="epoch")
+    low, top = (f(f(r["loss_history"]) for r in runs) for f in (min, max))
+    decades = lambda v: range(1, int(np.log10(v)) + 1) if v > 10 else range(0)  # noqa: E731
+    ticks = [-(10.0 ** k) for k in reversed(decades(-low))] + [0] + [10.0 ** k for k in decades(top)]
+    axes[0, 0].set_yticks(ticks, [f"{t:,.0f}".replace("-", "\u2212") for t in ticks])
+    axes[0, 0].set_ylabel("loss (nats per spiral)")
+    handles = [plt.Line2D([], [], color=plots.COLORS[m]) for m in MODELS]
+    labels = {"latent_ode": "latent ODE: -ELBO", "rnn": "RNN: negative log-likelihood"}
+    fig.legend(handles, [labels.get(m, NAMES[m]) for m in MODELS], loc="outside lower center", ncol=len(MODELS))
     plt.close(fig)
     return fig
 

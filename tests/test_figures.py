@@ -165,3 +165,21 @@ def test_adjoint_figures_read_at_the_printed_size(committed):
     for fig in (memory, adjoint_figures.fig_sweep(record), adjoint_figures.fig2(record)):
         reads(fig)
     assert len(adjoint_figures.fig_sweep(record).legends) == 1    # one legend below the three panels
+
+
+def test_latent_ode_figures_read_at_the_printed_size(committed):
+    record, arrays = committed("latent_ode")
+    poisson, p_arrays = committed("latent_ode_poisson")
+    cover, _ = committed("latent_ode_coverage")
+    fig9 = latent_figures.fig9(record, arrays)
+    bars = [ax for ax in fig9.axes if hasattr(ax, "_colorbar")]
+    assert len(bars) == 2 and all(bar.get_xlabel() for bar in bars)   # the sweep's offset, the line's position
+    fig8 = latent_figures.fig8(record, arrays)
+    assert all(ax.lines or ax.collections for ax in fig8.axes)           # no panel without data
+    training = latent_figures.fig_training(record)
+    ends = {line.get_ydata()[-1] for ax in training.axes for line in ax.lines if len(line.get_ydata()) > 2}
+    assert ends == {r["loss_history"][-1] for r in record["metrics"]["runs"]}   # the loss itself, not shifted
+    for fig in (latent_figures.fig6(), fig8, fig9, latent_figures.fig10(record, arrays), training,
+                latent_figures.fig7(poisson, p_arrays), latent_figures.fig_coverage(record, cover),
+                latent_figures.fig_table2(record)):
+        reads(fig)

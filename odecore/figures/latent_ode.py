@@ -193,7 +193,7 @@ def fig9(record: dict, arrays: dict):
     for ax in axes[len(paths):]:
         ax.remove()
     cells = spec.subgridspec(5, 1)
-    scales = ((Normalize(-span, span), [-span, 0, span], None, "offset from its mean"),
+    scales = ((Normalize(-span, span), [-span, 0, span], None, r"added to $z_{t_0}[d]$"),
               (Normalize(0, 1), [0, 1], ["counter-clockwise", "clockwise"], "along the line (last panel)"))
     for cell, (norm, ticks, names, label) in zip((cells[1], cells[3]), scales):
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_subplot(cell), orientation="horizontal",
@@ -211,14 +211,16 @@ def fig9(record: dict, arrays: dict):
 def fig10(record: dict, arrays: dict):
     """Figure 10: latent ODE reconstructions of the same test spirals from 30, 50 and 100 observations."""
     counts, nt, k = [int(n) for n in arrays["counts"]], int(arrays["n_times"]), len(arrays["examples"])
-    fig, axes = plots.subplots(k, len(counts), width=3.0, height=2.9)
-    axes = np.atleast_2d(axes).reshape(k, len(counts))
+    fig, axes = plots.subplots(k, len(counts), width=plots.FULL_WIDTH / len(counts), height=2.3, squeeze=False)
     for col, n in enumerate(counts):
         for row in range(k):
             _draw_spiral(axes[row, col], arrays["truth"][row], arrays[f"fig10/{n}/x"][row], arrays[f"fig10/{n}/pred"][row],
                          nt, plots.COLORS["latent_ode"], "latent ODE")
         axes[0, col].set_title(f"{n}/100 observed")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    for row in range(k):
+        axes[row, 0].set_ylabel("counter-clockwise" if _turns_counter_clockwise(arrays["truth"][row]) else "clockwise")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
     plt.close(fig)
     return fig
 
@@ -226,15 +228,15 @@ def fig10(record: dict, arrays: dict):
 def fig7(record: dict, arrays: dict):
     """Figure 7: learned intensity lambda(z(t)) against the true one, events as ticks, a few test sequences."""
     t = arrays["t"]
-    fig, axes = plots.subplots(len(arrays["lam"]), 1, width=7.5, height=1.7, sharex=True)
-    axes = np.atleast_1d(axes)
+    fig, axes = plots.subplots(len(arrays["lam"]), 1, width=plots.FULL_WIDTH, height=1.6, sharex=True, squeeze=False)
+    axes = axes[:, 0]
     for ax, lam, lam_true, events in zip(axes, arrays["lam"], arrays["lam_true"], arrays["events"]):
         events = events[~np.isnan(events)]
         ax.plot(t, lam_true, color="0.6", lw=2.5, label=r"true $\lambda(t)$")
         ax.plot(t, lam, color=plots.COLORS["latent_ode"], label=r"learned $\lambda(z(t))$")
         ax.plot(events, np.zeros(len(events)), "|", color="k", ms=12, mew=1.2, label="events")
         ax.set_ylabel("intensity")
-    axes[0].legend(ncol=3, fontsize=8, loc="upper right")
+    fig.legend(*axes[0].get_legend_handles_labels(), ncol=3, loc="outside lower center")   # below: no curve hidden
     axes[-1].set_xlabel("t")
     plt.close(fig)
     return fig
@@ -291,10 +293,10 @@ def fig_coverage(record: dict, cover: dict):
     """Per test spiral, the latent ODE's RMSE beyond the window against its start angle: (a) the first
     design (training and test starts from one range), (b) the covered design; dotted, the coverage edge
     (the largest start angle whose extrapolation stays inside the angles the training observations reach)."""
-    fig, axes = plots.subplots(1, 2, width=4.2, height=3.2, sharey=True)
+    fig, axes = plots.subplots(1, 2, width=plots.FULL_WIDTH / 2, height=3.2, sharey=True)
     colors = dict(zip((30, 50, 100), ("#9ecae1", "#4292c6", "#08306b")))
     panels = (("(a) first design: one range of starts", cover["metrics"]["runs"], None),
-              ("(b) covered design: training starts widened", [r for r in record["metrics"]["runs"]
+              ("(b) covered: training starts widened", [r for r in record["metrics"]["runs"]
                                                               if r["model"] == "latent_ode"], record))
     for ax, (title, runs, rec) in zip(axes, panels):
         edges = []
@@ -306,13 +308,13 @@ def fig_coverage(record: dict, cover: dict):
                        label=f"n = {r['n']}, seed {r['seed']}")
         edge = min(edges)
         ax.axvline(edge, color="k", ls=":", lw=1.2)
-        ax.text(edge, 0.03, "coverage edge ", transform=ax.get_xaxis_transform(), fontsize=8, rotation=90,
-                ha="right", va="bottom")
+        ax.text(edge, 0.97, "coverage edge ", transform=ax.get_xaxis_transform(), fontsize=9, rotation=90,
+                ha="right", va="top")   # at the top, where no spiral's error reaches
         ax.set(xlabel=r"test spiral's start angle $\theta_0$", yscale="log", title=title)
-    axes[0].set_ylabel("RMSE beyond the window, per spiral")
+    axes[0].set_ylabel("RMSE beyond the window")
     handles, labels = axes[1].get_legend_handles_labels()
     keep = {lab.split(",")[0]: h for h, lab in zip(handles, labels)}
-    axes[1].legend(keep.values(), keep.keys(), fontsize=8, loc="upper left")
+    axes[1].legend(keep.values(), keep.keys(), loc="upper left")
     plt.close(fig)
     return fig
 

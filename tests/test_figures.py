@@ -183,3 +183,27 @@ def test_latent_ode_figures_read_at_the_printed_size(committed):
                 latent_figures.fig7(poisson, p_arrays), latent_figures.fig_coverage(record, cover),
                 latent_figures.fig_table2(record)):
         reads(fig)
+
+
+def test_cnf_figures_read_at_the_printed_size(committed):
+    from odecore import tables
+
+    density, d_arrays = committed("cnf_density")
+    mle, m_arrays = committed("cnf_mle")
+    cfg = density["config"]
+    fig = cnf_figures.figure4(density, d_arrays)
+    tab = cnf_figures.density_table(density)
+    cols = [("nf", k) for k in cfg["nf_layers"]] + [("cnf", m) for m in cfg["cnf_units"]]
+    grid = np.array(fig.axes).reshape(len(cfg["targets"]), 1 + len(cols))
+    for row, target in zip(grid, cfg["targets"]):
+        assert row[0].get_xlabel().startswith("KL, seed 0")
+        for ax, (kind, size) in zip(row[1:], cols):   # seed 0's KL, then the seed mean the KL table shows
+            seed0 = next(r["kl"] for r in density["metrics"]["runs"] if "kl" in r and r["seed"] == 0
+                         and (r["task"], r["kind"], r["size"]) == (target, kind, size)
+                         and r["iterations"] == cfg[f"{kind}_iterations"])
+            cell = tab[(tab.task == target) & (tab.kind == kind) & (tab["size"] == size)
+                       & (tab.iterations == cfg[f"{kind}_iterations"])].iloc[0]
+            assert ax.get_xlabel().split("\n") == [tables.number(seed0), tables.number(cell.kl_mean)]
+    for fig in (fig, cnf_figures.figure4d(density), cnf_figures.figure_theorem1(density["metrics"]["theorem1"]),
+                *cnf_figures.figure5(mle, m_arrays).values()):
+        reads(fig)

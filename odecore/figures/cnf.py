@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from odecore import paper, plots
+from odecore import paper, plots, tables
 
 def density_table(record: dict):
     """Final KL(q || p) per target, model, size and iterations: mean, std, min and max over seeds, seeds."""
@@ -65,14 +65,21 @@ def figure_theorem1(th: dict):
 
 
 def figure4(record: dict, arrays: dict):
-    """Figure 4 (a-c): target exp(-U), then NF K=... and CNF M=... samples, one row per target."""
+    """Figure 4 (a-c): target exp(-U), then NF K=... and CNF M=... samples, one row per target. Each flow's
+    panel is the seed-0 flow (the one the arrays hold); below it that flow's final KL and, where the
+    target has several seeds, their mean (the number the KL table shows), both through tables.number;
+    the target's panel names the two lines."""
     cfg = record["config"]
     targets = cfg["targets"]
     lim = float(arrays["lim"])
     cols = [("target", None)] + [("nf", k) for k in cfg["nf_layers"]] + [("cnf", m) for m in cfg["cnf_units"]]
     kl = {(r["task"], r["kind"], r["size"]): r["kl"] for r in record["metrics"]["runs"]
           if "kl" in r and r["seed"] == 0 and r["iterations"] == cfg[f"{r['kind']}_iterations"]}
-    fig, axes = plots.subplots(len(targets), len(cols), width=1.45, height=1.45, squeeze=False)
+    tab = density_table(record)
+    tab = tab[tab["iterations"] == tab["kind"].map({k: cfg[f"{k}_iterations"] for k in ("nf", "cnf")})]
+    mean = {(r.task, r.kind, r.size): (r.kl_mean, r.seeds) for r in tab.itertuples()}
+    side = plots.FULL_WIDTH / len(cols)
+    fig, axes = plots.subplots(len(targets), len(cols), width=side, height=side + 0.45, squeeze=False)
     for r, target in enumerate(targets):
         for c, (kind, size) in enumerate(cols):
             ax = axes[r, c]
@@ -81,10 +88,14 @@ def figure4(record: dict, arrays: dict):
                 ax.axis("off")
                 continue
             _image(ax, arrays[key], lim, grid=kind == "target")
-            if kind == "target":
+            if kind == "target":   # the target's panel names the two lines its row's flows carry
+                seeds = max((n for (t, *_), (_, n) in mean.items() if t == target), default=1)
                 ax.set_ylabel(target)
-            else:
-                ax.set_xlabel(f"KL {kl[(target, kind, size)]:.2f}", fontsize=8)
+                ax.set_xlabel("KL, seed 0" + (f"\nmean of {seeds}" if seeds > 1 else ""), fontsize=9)
+            elif (target, kind, size) in kl:
+                average, seeds = mean.get((target, kind, size), (None, 1))
+                ax.set_xlabel(tables.number(kl[(target, kind, size)])
+                              + (f"\n{tables.number(average)}" if seeds > 1 else ""), fontsize=9)
             if r == 0:
                 ax.set_title("target" if kind == "target" else f"{kind.upper()} {'K' if kind == 'nf' else 'M'}={size}")
     return fig
@@ -147,8 +158,9 @@ def figure5(record: dict, arrays: dict) -> dict:
     fracs, lim = paper.FIGURE5["fractions"], float(arrays["lim"])
     figs = {}
     for data in record["config"]["datasets"]:
-        fig, axes = plots.subplots(3, len(fracs) + 1, width=1.45, height=1.45, squeeze=False)
-        for r, name in enumerate(("density", "samples", "NF")):
+        side = plots.FULL_WIDTH / (len(fracs) + 1)
+        fig, axes = plots.subplots(3, len(fracs) + 1, width=side, height=side + 0.1, squeeze=False)
+        for r, name in enumerate(("CNF\ndensity", "CNF\nsamples", "NF\nsamples")):
             _image(axes[r, 0], arrays[f"{data}/target"], lim)
             axes[r, 0].set_ylabel(name)
             key = f"{data}/" + ("cnf_density", "cnf_samples", "nf_samples")[r]

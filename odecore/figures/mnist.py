@@ -94,7 +94,7 @@ def figure3c_table(record: dict):
 
 def plot_training(record: dict):
     """Validation error per epoch of every model (seed 0), the curves model selection reads."""
-    fig, ax = plots.subplots(1, 2, width=3.6, height=2.8)
+    fig, ax = plots.subplots(1, 2, width=plots.FULL_WIDTH / 2, height=2.8)
     for name in MODELS:
         hist = record["metrics"]["table1"][name]["history"][0]
         epochs = [h["epoch"] for h in hist]
@@ -102,7 +102,10 @@ def plot_training(record: dict):
         ax[1].plot(epochs, [h["val_error"] for h in hist], "o-", color=plots.COLORS[name], label=NAMES[name])
     ax[0].set(xlabel="epoch", ylabel="training loss (epoch mean)", yscale="log")
     ax[1].set(xlabel="epoch", ylabel="validation error (%)", yscale="log")
-    ax[1].legend(fontsize=7)
+    ax[1].yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))   # 0.5, 1, 2, 5, 10: errors read in percent
+    ax[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax[1].yaxis.set_minor_formatter(NullFormatter())
+    fig.legend(*ax[1].get_legend_handles_labels(), loc="outside lower center", ncol=len(MODELS))
     return fig
 
 
@@ -188,7 +191,7 @@ def nfe_trend(record: dict) -> dict[str, dict[str, float]]:
 def plot_figure3(record: dict):
     """Figure 3 (a-d) from the record."""
     fig3 = record["metrics"]["figure3"]
-    fig, ax = plots.subplots(2, 2, width=3.6, height=3.0)  # four panels wrap into two rows, not one thin strip
+    fig, ax = plots.subplots(2, 2, width=plots.FULL_WIDTH / 2, height=3.0)  # four panels in two rows, not one strip
     ax = ax.flatten()
     tol = fig3["tolerance"]
     nfe = [r["nfe_forward"] for r in tol]
@@ -217,7 +220,8 @@ def plot_figure3(record: dict):
     ax[2].plot([0, hi], [0, hi], ":", color="grey", label="backward = forward")
     ax[2].plot([0, hi], [0, hi * paper.BACKWARD_OVER_FORWARD_NFE], "--", color="grey", label="paper: half")
     ax[2].set(xlabel="forward NFE", ylabel="backward NFE", title="(c) forward vs backward")
-    ax[2].legend(fontsize=7)
+    ax[2].set_ylim(top=1.5 * hi)   # room above the points for the legend
+    ax[2].legend(loc="upper left")
     hist = record["metrics"]["table1"]["odenet"]["history"][0]
     steps = [n for h in hist for n in h["nfe_forward_steps"]]
     per_epoch = [np.mean(h["nfe_forward_steps"]) for h in hist]
@@ -227,14 +231,14 @@ def plot_figure3(record: dict):
     backward = [np.mean(h["nfe_backward_steps"]) for h in hist]  # not in the paper's panel: the adjoint's cost
     ax[3].plot(np.arange(1, len(hist) + 1), backward, "s--", ms=4, color="grey", label="backward, epoch mean")
     ax[3].set(xlabel="training epoch", ylabel="NFE per step", title="(d) NFE over training")
-    ax[3].legend(fontsize=7)
+    ax[3].legend(loc="center right", bbox_to_anchor=(1.0, 0.3))   # between the forward and backward curves
     return fig
 
 
 def plot_figure1(record: dict):
     """Figure 1: ResNet's discrete steps (left) against the ODE network's vector field (right)."""
     f1 = record["metrics"]["figure1"]
-    fig, ax = plots.subplots(1, 2, width=3.6, height=3.2)
+    fig, ax = plots.subplots(1, 2, width=plots.FULL_WIDTH / 2, height=3.2)
     states = np.array(f1["resnet_states"])
     depth = np.arange(states.shape[1])
     for row in states:
@@ -252,8 +256,10 @@ def plot_figure1(record: dict):
     et = np.repeat(f1["ode_eval_t"], len(f1["starts"]))
     ez = np.array(f1["ode_eval_z"]).flatten()
     ax[1].plot(et, ez, "o", color="black", ms=3, label="dopri5 evaluations")
+    if max(f1["ode_eval_t"]) > max(f1["ode_t"]):   # adaptive steps that end past t1 (the solver interpolates back)
+        ax[1].axvline(max(f1["ode_t"]), color="0.4", ls=":", lw=1.2, label=f"end of the solve, t = {max(f1['ode_t']):g}")
     ax[1].set(xlabel="time t", ylabel="state z(t)", title="ODE network")
-    ax[1].legend(fontsize=7, loc="lower right")
+    fig.legend(*ax[1].get_legend_handles_labels(), loc="outside lower center", ncol=2)
     return fig
 
 
@@ -336,15 +342,15 @@ def plot_nfe_ablation(record: dict):
     """Figure 3 (d)'s ablation: the ODE-Net's mean forward (left) and adjoint backward (right) NFE per step,
     epoch by epoch, for each training variant trained so far."""
     variants = record["metrics"]["variants"]
-    fig, axes = plots.subplots(1, 2, width=3.8, height=3.0, sharey=True)
+    fig, axes = plots.subplots(1, 2, width=plots.FULL_WIDTH / 2, height=3.0, sharey=True)
     colors = {"authors": "#d62728", "onecycle_nowd": "#2ca02c", "cpu": plots.COLORS["odenet"]}
     for way, ax in zip(("forward", "backward"), axes):
         for variant, v in variants.items():
             epochs = np.arange(1, v["epochs_done"] + 1)
             ax.plot(epochs, v[f"nfe_{way}"], "o-", ms=3, color=colors[variant], label=ABLATION_LABELS[variant])
         ax.set(xlabel="epoch", title=f"{way} NFE per step")
-    axes[0].set_ylabel("mean NFE per training step")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("mean NFE per step")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center")   # one a line, below the data
     return fig
 
 

@@ -207,3 +207,16 @@ def test_cnf_figures_read_at_the_printed_size(committed):
     for fig in (fig, cnf_figures.figure4d(density), cnf_figures.figure_theorem1(density["metrics"]["theorem1"]),
                 *cnf_figures.figure5(mle, m_arrays).values()):
         reads(fig)
+
+
+def test_mnist_figures_read_at_the_printed_size(committed):
+    import json
+
+    from odecore.figures import mnist as mnist_figures
+
+    record, _ = committed("mnist")
+    ablation = json.loads((results.ROOT / "data" / "results" / "mnist_nfe_ablation-cpu.json").read_text())
+    for fig in (mnist_figures.plot_training(record), mnist_figures.plot_validation(record),
+                mnist_figures.plot_table1(record), mnist_figures.plot_figure3(record),
+                mnist_figures.plot_figure1(record), mnist_figures.plot_nfe_ablation(ablation)):
+        reads(fig)

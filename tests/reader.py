@@ -77,7 +77,7 @@ REPRS = [
     (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|\bdtype=|\btensor\("), "an object repr"),
 ]
 MAX_SIGNIFICANT = 4          # the book's convention: numbers are shown with at most four significant digits
-NUMBER = re.compile(r"(?<![\w.])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w.])")
+NUMBER = re.compile(r"(?<![\w./])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not inside a DOI or path
 PATHS = re.compile(r"(?<![\w.])(/(work|home|root|tmp|usr|opt|mnt|var)/[\w.+-]+|\.venv/|site-packages|[A-Z]:\\\\)")
 UI_TEXT = re.compile(r"Show code cell|Hide code cell|Skip to main content|Back to top|Toggle navigation|"
                      r"Copy to clipboard|Print to PDF|Download source file|Edit this page|Previous\s*$|Next\s*$", re.MULTILINE)

@@ -155,8 +155,10 @@ def plot_table1(record: dict):
 
 def threads(record: dict) -> int:
     """CPU threads a record was trained with, from its device name ("cpu (2 threads)"); 1 on a GPU."""
-    name = record.get("device_name", "")
-    return int(name.split("(")[1].split()[0]) if name.startswith("cpu (") else 1
+    from odecore.compute import THREADS
+
+    found = THREADS.fullmatch(record.get("device_name", "").strip())
+    return int(found.group(1)) if found else 1
 
 
 def cost_table(record: dict):

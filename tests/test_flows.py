@@ -55,6 +55,25 @@ def test_planar_nf_inverse_round_trip_and_partial_flows():
     assert torch.equal(nf.inverse(x, 0), x)
 
 
+@pytest.mark.parametrize("num_layers", [None, 5, 0])
+def test_planar_nf_batched_layers_are_the_layers_in_turn(num_layers):
+    # PlanarNF.forward batches the fix, w^T u^ and the log-determinants over layers: the same values
+    # and gradients as calling each PlanarFlow in turn
+    torch.manual_seed(0)
+    nf = flows.PlanarNF(2, 8).double()
+    z0 = torch.randn(64, 2, dtype=torch.float64)
+    z, logdet = nf(z0, num_layers)
+    ref_z, ref_ld = z0, torch.zeros(64, dtype=torch.float64)
+    for layer in nf.layers[:num_layers]:
+        ref_z, ld = layer(ref_z)
+        ref_ld = ref_ld + ld
+    assert torch.allclose(z, ref_z, atol=1e-12) and torch.allclose(logdet, ref_ld, atol=1e-12)
+    if num_layers != 0:
+        g = torch.autograd.grad((z.sum() + logdet.sum()), nf.layers[0].u)[0]
+        g_ref = torch.autograd.grad((ref_z.sum() + ref_ld.sum()), nf.layers[0].u)[0]
+        assert torch.allclose(g, g_ref, atol=1e-10)
+
+
 def test_planar_nf_density_integrates_to_one():
     """p(x) = N(g(x)) |det dg/dx| for the normalizing direction g: it must integrate to 1."""
     torch.manual_seed(2)

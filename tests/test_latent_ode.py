@@ -251,3 +251,24 @@ def test_covered_design_widens_only_the_training_starts():
     assert wide.theta0[wide.train].max() > 3 * math.pi and one.theta0.max() <= 3 * math.pi
     with pytest.raises(ValueError, match="start-angle range"):
         spirals.make_spirals(n_spirals=40, n_test=10, train_theta0_range=(3.0, 1.0))
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_fused_recurrence_is_the_cell_loop(kind):
+    # run_cell is torch's fused recurrence with the cell's weights: the loop over the cell, bit for bit,
+    # gradients included
+    from odecore.models.latent_ode import rnn_cell, run_cell
+
+    torch.manual_seed(0)
+    cell = rnn_cell(kind, 3, 25)
+    x, h0 = torch.randn(5, 7, 3), torch.randn(5, 25)
+    h, loop = h0, []
+    for i in range(x.shape[1]):
+        h = cell(x[:, i], h)
+        loop.append(h)
+    loop = torch.stack(loop, 1)
+    fused = run_cell(cell, x, h0)
+    assert torch.equal(fused, loop)
+    g_loop = torch.autograd.grad(loop.square().sum(), cell.weight_hh)[0]
+    g_fused = torch.autograd.grad(run_cell(cell, x, h0).square().sum(), cell.weight_hh)[0]
+    assert torch.allclose(g_fused, g_loop, rtol=1e-5, atol=1e-6)

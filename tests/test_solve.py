@@ -119,6 +119,55 @@ def test_lean_dopri5_gradient():
     assert grads[1] == pytest.approx(grads[0], rel=1e-5)
 
 
+def test_lean_dopri5_dense_output_follows_torchdiffeq():
+    # Many output times cost no extra steps: lean_dopri5 interpolates with torchdiffeq's quartic, so
+    # on 200 output times its NFE is torchdiffeq's (up to the last step, which it lands on t[-1]
+    # instead of overshooting), and the solution and the gradient agree with torchdiffeq's
+    t = torch.linspace(0, 6, 200, dtype=torch.float64)
+    z0 = torch.tensor([[2.0, 0.0], [0.5, 1.0]], dtype=torch.float64)
+    sols, nfes, grads = {}, {}, {}
+    for method in ("dopri5", "lean_dopri5"):
+        vdp = VanDerPol()
+        func = CountNFE(vdp)
+        sols[method] = odesolve(func, z0, t, rtol=1e-7, atol=1e-7, method=method)
+        nfes[method] = func.reset()
+        grads[method] = torch.autograd.grad(sols[method].pow(2).sum(), vdp.mu)[0].item()
+    assert nfes["dopri5"] - 7 <= nfes["lean_dopri5"] <= nfes["dopri5"], nfes
+    assert (sols["lean_dopri5"] - sols["dopri5"]).abs().max().item() < 1e-6
+    assert grads["lean_dopri5"] == pytest.approx(grads["dopri5"], rel=1e-5)
+
+
+def test_lean_dopri5_dense_weights_interpolate_the_step():
+    # the weights reproduce the step's ends: y at x = 0 and the 5th-order y_new at x = 1
+    from odecore.solve import _A, dense_weights
+
+    assert dense_weights(0.0) == pytest.approx((0.0,) * 7, abs=1e-15)
+    assert dense_weights(1.0) == pytest.approx((*_A[6], 0.0), abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")   # dynamo inspecting inputs
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_lean_dopri5_compiled_steps_give_the_same_solve(backend, monkeypatch):
+    # compile=True runs the same stages as one compiled graph: same solution, gradient and NFE.
+    # aot_eager captures the graph and its backward as inductor does, without generating C++
+    # (which takes most of a minute here): that one runs with --runslow
+    from odecore import solve
+
+    torch._dynamo.reset()
+    monkeypatch.setitem(solve._compiled, "stages", torch.compile(solve._stages, backend=backend, dynamic=False))
+    t = torch.linspace(0, 3, 5, dtype=torch.float64)
+    z0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    out = {}
+    for compile in (False, True):
+        vdp = VanDerPol()
+        func = CountNFE(vdp)
+        z = odesolve(func, z0, t, rtol=1e-7, atol=1e-7, method="lean_dopri5", options={"compile": compile})
+        out[compile] = (z, func.reset(), torch.autograd.grad(z.pow(2).sum(), vdp.mu)[0])
+    assert torch.allclose(out[True][0], out[False][0], atol=1e-12)
+    assert out[True][1] == out[False][1]
+    assert torch.allclose(out[True][2], out[False][2], rtol=1e-10)
+
+
 def test_lean_dopri5_refuses_what_it_cannot_do():
     z0, t = torch.ones(1, 1), torch.tensor([0.0, 1.0])
     with pytest.raises(ValueError, match="for the adjoint use method='dopri5'"):

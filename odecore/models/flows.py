@@ -97,11 +97,25 @@ class PlanarNF(nn.Module):
         self.layers = nn.ModuleList(PlanarFlow(dim, init_std) for _ in range(num_layers))
 
     def forward(self, z: Tensor, num_layers: int | None = None) -> tuple[Tensor, Tensor]:
-        """Apply the first `num_layers` layers (all by default). Returns (z_K, sum_k log|det_k|)."""
-        logdet = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-        for layer in self.layers[:num_layers]:
-            z, ld = layer(z)
-            logdet = logdet + ld
+        """Apply the first `num_layers` layers (all by default). Returns (z_K, sum_k log|det_k|).
+
+        The same arithmetic as calling each PlanarFlow in turn, arranged so that a layer costs three
+        operations (addmv, tanh, addr): the invertibility fix, w^T u^ and the log-determinants of
+        all K layers are each one batched operation before or after the loop."""
+        layers = self.layers[:num_layers]
+        if len(layers) == 0:
+            return z, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        u = torch.stack([layer.u for layer in layers])               # (K, d)
+        w = torch.stack([layer.w for layer in layers])
+        b = torch.stack([layer.b for layer in layers])               # (K,)
+        wu = (w * u).sum(-1)
+        u_hat = u + ((-1 + F.softplus(wu) - wu) / (w * w).sum(-1).clamp_min(1e-12))[:, None] * w
+        pre = []                                                     # w_k^T z_k + b_k, (batch,) each
+        for k in range(len(layers)):
+            pre.append(torch.addmv(b[k], z, w[k]))
+            z = torch.addr(z, torch.tanh(pre[-1]), u_hat[k])
+        a = torch.stack(pre, -1)                                     # (batch, K)
+        logdet = torch.log((1 + _dtanh(a) * (w * u_hat).sum(-1)).abs() + 1e-12).sum(-1)
         return z, logdet
 
     @torch.no_grad()

@@ -70,6 +70,18 @@ def rnn_cell(kind: str, input_size: int, hidden: int) -> nn.Module:
     raise ValueError(f"unknown cell {kind!r}; expected 'gru' or 'rnn'")
 
 
+def run_cell(cell: nn.Module, inputs: Tensor, h0: Tensor) -> Tensor:
+    """Every hidden state (batch, n, hidden) of `cell` (an nn.GRUCell or tanh nn.RNNCell) over inputs
+    (batch, n, input_size) from h0 (batch, hidden).
+
+    torch's fused recurrence with the cell's own weights: the same arithmetic as calling the cell
+    n times (bit for bit), in one call instead of a Python loop of n."""
+    recurrence = torch.gru if isinstance(cell, nn.GRUCell) else torch.rnn_tanh
+    params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    states, _ = recurrence(inputs, h0[None], params, True, 1, 0.0, cell.training, False, True)
+    return states
+
+
 class Encoder(nn.Module):
     """Recognition RNN: reads (x_i, t_i - t_{i-1}) for i = n-1 .. 0 and returns (mu, sigma) of q(z_t0).
 
@@ -86,9 +98,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor, t_obs: Tensor) -> tuple[Tensor, Tensor]:
         inputs = torch.cat([x, gaps_backward(t_obs)[..., None]], dim=-1)
-        h = x.new_zeros(x.shape[0], self.hidden)
-        for i in range(x.shape[1] - 1, -1, -1):
-            h = self.cell(inputs[:, i], h)
+        h = run_cell(self.cell, inputs.flip(1), x.new_zeros(x.shape[0], self.hidden))[:, -1]
         mean, raw = self.out(h).chunk(2, dim=-1)
         return mean, nn.functional.softplus(raw) + 1e-4
 
@@ -172,13 +182,9 @@ class RNNBaseline(nn.Module):
         """Hidden states H (batch, n+1, hidden) before each step (H[:, 0] = 0) and predictions (batch, n, obs_dim)."""
         prev_x = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
         inputs = torch.cat([prev_x, gaps_backward(t_obs)[..., None]], dim=-1)
-        h = x.new_zeros(x.shape[0], self.hidden)
-        hs, preds = [h], []
-        for k in range(x.shape[1]):
-            h = self.cell(inputs[:, k], h)
-            hs.append(h)
-            preds.append(self.out(h))
-        return torch.stack(hs, 1), torch.stack(preds, 1)
+        h0 = x.new_zeros(x.shape[0], self.hidden)
+        hs = run_cell(self.cell, inputs, h0)
+        return torch.cat([h0[:, None], hs], 1), self.out(hs)
 
     def nll(self, x: Tensor, t_obs: Tensor) -> Tensor:
         """Per-sequence Gaussian negative log-likelihood (batch,) of one-step-ahead predictions."""

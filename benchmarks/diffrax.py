@@ -40,18 +40,22 @@ of the same computation the vector field increments a counter (`jax.debug.callba
 runs. The forward NFE is 6 * num_steps + 1, num_steps = accepted + rejected steps from `sol.stats`
 (Dopri5 is first-same-as-last: 6 new evaluations per attempted step, and one at t0; the counter
 agrees, tests/test_benchmarks.py); the backward NFE is what the counter adds up over the whole
-gradient beyond that: the evaluations RecursiveCheckpointAdjoint recomputes from its checkpoints. ms per evaluation divides the
-step time by the forward NFE (each evaluation with its share of the backward pass, whatever that
-pass recomputes), so that ratio compares the cost of one evaluation of the same dynamics.
+gradient beyond that: the evaluations RecursiveCheckpointAdjoint recomputes from its checkpoints.
+ms per evaluation divides the step time by the forward NFE (each evaluation with its share of the
+backward pass, whatever that pass recomputes), so that ratio compares one evaluation of the same
+dynamics on each side.
 
 Memory, per worker process (each side alone in its process, so nothing of the other framework is
-counted): `rss_setup_mb`, the resident set after imports, data and model (before any step and
-before JAX compiles); `rss_peak_steps_mb`, the peak resident set (Linux VmHWM, reset through
-/proc/self/clear_refs just before the timed rounds) while the timed steps ran; their difference is
-roughly what a step needs. The allocator may keep freed memory, so that difference is an upper
-bound of a step's working set. Beside it, exact figures from each framework: odecore's bytes saved
-for backward (`saved_tensors_hooks`, distinct storages; the autograd tape at the end of the
-forward), and XLA's temp buffer size of the compiled step (`memory_analysis()`).
+counted), printed as setup/ready/peak: `rss_setup_mb`, the resident set after imports, data and
+model (before any step and before JAX compiles); `rss_ready_mb`, after the warm-up step (and JAX's
+compilation), just before the timed rounds; `rss_peak_steps_mb`, the peak resident set (Linux
+VmHWM, reset through /proc/self/clear_refs at that point) while the timed steps ran. These are the
+process's footprint: the allocator keeps memory that the warm-up step (and XLA's compiler) freed
+for reuse, so peak - ready may be near 0 and peak - setup bounds a step's working set from above
+(for JAX it includes the compiler's leftovers). What a step itself needs is better read from the
+exact figures beside them: odecore's bytes saved for backward (`saved_tensors_hooks`, distinct
+storages: the autograd tape at the end of the forward, which backward then frees), and XLA's temp
+buffer size of the compiled step (`memory_analysis()`).
 """
 from __future__ import annotations
 
@@ -445,7 +449,7 @@ def worker(job_path: str, side: str, threads: int) -> None:
         if cmd["cmd"] == "steps":
             reply = {"steps": [impl.step() for _ in range(cmd["n"])]}
         elif cmd["cmd"] == "reset_peak":
-            reply = {"ok": reset_peak_rss()}
+            reply = {"ok": reset_peak_rss(), "rss_ready_mb": rss_mb()[0]}
         elif cmd["cmd"] == "finish":
             reply = {"rss_peak_steps_mb": rss_mb()[1], **impl.memory()}
             if side == "diffrax":
@@ -498,7 +502,7 @@ def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, 
             workers.append(Worker(path, side, threads))
         for w in workers:                      # warm-up: one untimed step each
             w.warmup = w.ask(cmd="steps", n=1)["steps"][0]
-            w.ask(cmd="reset_peak")
+            w.ready = w.ask(cmd="reset_peak")
             w.steps = []
         for _ in range(rounds):
             for w in workers:
@@ -527,7 +531,8 @@ def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, 
                      "method": "diffrax Dopri5, jax.jit" if w.side == "diffrax" else w.side.split("/", 1)[1],
                      "s_per_step": s, "s_per_step_all": [x["s"] for x in w.steps], "loss": w.steps[-1]["loss"],
                      "nfe_forward": nfe_f, "nfe_backward": nfe_b, "ms_per_eval": 1e3 * s / nfe_f,
-                     "rss_setup_mb": w.hello["rss_setup_mb"], **{k: v for k, v in final.items() if k.endswith("_mb")},
+                     "rss_setup_mb": w.hello["rss_setup_mb"], "rss_ready_mb": w.ready["rss_ready_mb"],
+                     "peak_rss_reset": w.ready["ok"], **{k: v for k, v in final.items() if k.endswith("_mb")},
                      **extra, "_grads": g})
     return rows
 
@@ -553,7 +558,7 @@ def compare(rows: list[dict]) -> None:
 
 
 def report(r: dict) -> None:
-    mem = f"RSS {r['rss_setup_mb']:.0f} -> {r.get('rss_peak_steps_mb', float('nan')):.0f} MB"
+    mem = f"RSS {r['rss_setup_mb']:.0f}/{r['rss_ready_mb']:.0f}/{r['rss_peak_steps_mb']:.0f} MB"
     exact = (f", tape {r['saved_for_backward_mb']:.1f} MB" if "saved_for_backward_mb" in r
              else f", XLA temp {r['xla_temp_mb']:.1f} MB" if "xla_temp_mb" in r else "")
     line = (f"  {r['method']:<24} {1e3 * r['s_per_step']:9.1f} ms/step  NFE fwd {r['nfe_forward']:6.1f} "

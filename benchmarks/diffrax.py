@@ -572,15 +572,16 @@ def report(r: dict) -> None:
 
 
 def summary(rows: list[dict]) -> dict:
-    """Per row and odecore method: odecore time / diffrax time, per step and per evaluation (> 1: diffrax faster)."""
+    """Per row and odecore method: odecore time / diffrax time, per step and per forward evaluation
+    (> 1: diffrax is faster), with each side's forward NFE."""
     out: dict = {}
     for r in rows:
         if "ratio_per_step" in r:
             out.setdefault(r["row"], {})[r["method"]] = {
                 "per_step": r["ratio_per_step"], "per_eval": r["ratio_per_eval"],
-                "nfe": r["nfe_forward"] + r["nfe_backward"],
-                "nfe_diffrax": next(x["nfe_forward"] + x["nfe_backward"] for x in rows
-                                    if x["row"] == r["row"] and x["side"] == "diffrax")}
+                "nfe_forward": r["nfe_forward"],
+                "nfe_forward_diffrax": next(x["nfe_forward"] for x in rows
+                                            if x["row"] == r["row"] and x["side"] == "diffrax")}
     return out
 
 
@@ -629,6 +630,7 @@ def main(argv: list[str] | None = None) -> dict:
             out["rows"] += rows
     out["summary"] = summary(out["rows"])
     out["load_average"] = list(os.getloadavg())   # the machine may be shared: say how busy it was
+    print(f"load average {out['load_average'][0]:.2f} (1 min), {out['load_average'][1]:.2f} (5 min)")
     if args.save:
         path = results.save_benchmark("diffrax", {**results.provenance(torch.device("cpu")), **out})
         print(f"saved {path}")

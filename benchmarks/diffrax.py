@@ -75,7 +75,15 @@ ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
-ODECORE_METHODS: tuple[str, ...] = ("dopri5", "lean_dopri5")   # odecore's methods timed against diffrax
+# odecore's methods timed against diffrax; "+compile" adds lean_dopri5's option compile=True (its compile
+# time is in the warm-up step, reported apart as the worker's compile_s)
+ODECORE_METHODS: tuple[str, ...] = ("dopri5", "lean_dopri5", "lean_dopri5+compile")
+
+
+def solver_options(method: str) -> tuple[str, dict | None]:
+    """The odesolve method and options a name of ODECORE_METHODS stands for."""
+    name, _, extra = method.partition("+")
+    return name, ({"compile": True} if extra == "compile" else None)
 WORKLOADS: tuple[str, ...] = ("cnf", "latent_ode")
 LOSS_RTOL = 1e-4            # odecore's and diffrax's losses must agree to this
 LATENT_N = 30               # observed times of the latent ODE workload
@@ -209,13 +217,15 @@ class TorchSide:
             from odecore.experiments import cnf as cnf_exp
 
             self.model = cnf_exp.build(job["spec"])
-            self.model.method = method
+            self.model.method, self.model.options = solver_options(method)
             self.loss = lambda: -self.model.log_prob(data["x"]).mean()
         else:
             from odecore.experiments import latent_ode as lat
 
             self.model = lat.build("latent_ode", lat.PROFILES[job["profile"]])
-            self.model.solver["method"] = method
+            self.model.solver["method"], options = solver_options(method)
+            if options:
+                self.model.solver["options"] = options
             seed = job["eps_seed"]
 
             def loss():
@@ -525,7 +535,7 @@ def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, 
         else:
             nfe_f = statistics.mean(x["nfe_forward"] for x in w.steps)
             nfe_b = statistics.mean(x["nfe_backward"] for x in w.steps)
-            extra = {}
+            extra = {"warmup_s": w.warmup["s"]} if "compile" in w.side else {}   # torch.compile's first step
         rows.append({"workload": job["workload"], "row": job["row"], "weights": job["weights"],
                      "side": "diffrax" if w.side == "diffrax" else "odecore",
                      "method": "diffrax Dopri5, jax.jit" if w.side == "diffrax" else w.side.split("/", 1)[1],
@@ -563,6 +573,8 @@ def report(r: dict) -> None:
              else f", XLA temp {r['xla_temp_mb']:.1f} MB" if "xla_temp_mb" in r else "")
     line = (f"  {r['method']:<24} {1e3 * r['s_per_step']:9.1f} ms/step  NFE fwd {r['nfe_forward']:6.1f} "
             f"bwd {r['nfe_backward']:6.1f}  {r['ms_per_eval']:7.3f} ms/eval  loss {r['loss']:.6g}  {mem}{exact}")
+    if "warmup_s" in r:
+        line += f"  (first step, compiling: {r['warmup_s']:.1f} s)"
     if "compile_s" in r:
         line += f"  (compile {r['compile_s']:.1f} s; {r['num_steps']} steps, {r['num_rejected_steps']} rejected)"
     if "ratio_per_step" in r:

@@ -255,17 +255,24 @@ _MID = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2, -26918
         187940372067 / 1594534317056 / 2, -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2)
 
 
+def _dense_coefficients() -> tuple[tuple[float, float, float, float], ...]:
+    """Per slope i, (c1, c2, c3, c4) with w_i(x) = c1 x + c2 x^2 + c3 x^3 + c4 x^4 (see dense_weights)."""
+    p, q = (*_A[6], 0.0), _MID
+    e0, e6 = (1.0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 1.0)
+    return tuple((e0[i], e6[i] - 4 * e0[i] - 5 * p[i] + 16 * q[i], 5 * e0[i] - 3 * e6[i] + 14 * p[i] - 32 * q[i],
+                  2 * e6[i] - 2 * e0[i] - 8 * p[i] + 16 * q[i]) for i in range(7))
+
+
+_DENSE = _dense_coefficients()
+
+
 def dense_weights(x: float) -> tuple[float, ...]:
     """Weights w over the 7 slopes with y(now + x dt) ~ y + dt * sum_i w_i k_i, for x in [0, 1].
 
     The quartic torchdiffeq's dopri5 interpolates with (through y, y_mid and y_new, with slopes
     k_1 and k_7 at the ends), written as one linear combination of the slopes, so that every
     output time inside a step costs one multiply-add and no evaluation."""
-    p, q = (*_A[6], 0.0), _MID
-    e0, e6 = (1.0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 1.0)
-    return tuple(x * e0[i] + x ** 2 * (e6[i] - 4 * e0[i] - 5 * p[i] + 16 * q[i])
-                 + x ** 3 * (5 * e0[i] - 3 * e6[i] + 14 * p[i] - 32 * q[i])
-                 + x ** 4 * (2 * e6[i] - 2 * e0[i] - 8 * p[i] + 16 * q[i]) for i in range(7))
+    return tuple(x * (c1 + x * (c2 + x * (c3 + x * c4))) for c1, c2, c3, c4 in _DENSE)
 
 
 def _stages(func: Callable[[Tensor, State], State], y: Tensor, k1: Tensor, now: Tensor, dt: Tensor,
@@ -321,8 +328,9 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
     tuple_state = isinstance(z0, tuple)
 
     def unflat(y: Tensor) -> State:
-        parts = tuple(p.view(s) for p, s in zip(y.split(sizes), shapes))
-        return parts if tuple_state else parts[0]
+        if not tuple_state:                      # a view: no split, and no concatenation in backward
+            return y.view(shapes[0])
+        return tuple(p.view(s) for p, s in zip(y.split(sizes), shapes))
 
     def flat(out: State) -> Tensor:
         return torch.cat([o.reshape(-1) for o in out]) if tuple_state else out.reshape(-1)

@@ -255,13 +255,16 @@ class CNF(nn.Module):
         trace, noise: see CNFFunc.
         rtol, atol, method, adjoint, max_steps: passed to odecore.odesolve; training sets
             max_steps so that a diverging flow raises a SolverError instead of solving for ever.
+        options: the solver's options, e.g. {"compile": True} for lean_dopri5.
     """
 
     def __init__(self, dynamics: nn.Module, *, t0: float = 0.0, t1: float = 1.0, base_std: float = 1.0,
                  trace: str = "closed", noise: str = "rademacher", rtol: float = 1e-5, atol: float = 1e-5,
-                 method: str = "dopri5", adjoint: bool = False, max_steps: int | None = None):
+                 method: str = "dopri5", adjoint: bool = False, max_steps: int | None = None,
+                 options: dict | None = None):
         super().__init__()
         self.func = CountNFE(CNFFunc(dynamics, trace, noise))
+        self.options = options
         self.t0, self.t1, self.base_std = float(t0), float(t1), float(base_std)
         self.rtol, self.atol, self.method, self.adjoint = rtol, atol, method, adjoint
         self.max_steps = max_steps
@@ -279,7 +282,7 @@ class CNF(nn.Module):
             self.odefunc.sample_noise(z)
         times = times.to(dtype=z.dtype, device=z.device)
         return odesolve(self.func, (z, logp), times, rtol=self.rtol, atol=self.atol, method=self.method,
-                        adjoint=self.adjoint, max_steps=self.max_steps)
+                        options=self.options, adjoint=self.adjoint, max_steps=self.max_steps)
 
     def base_logpdf(self, z: Tensor) -> Tensor:
         return normal_logpdf(z, self.base_std)

@@ -674,7 +674,7 @@ def density_summary(runs: list[dict]) -> dict:
             ref = paper.TABLE2["latent_ode"][n]
             out.setdefault(variant, {})[str(n)] = {
                 "mean": float(np.mean(vals)), "std": sd(vals), "values": vals, "seeds": [r["seed"] for r in rs],
-                "independent": float(np.mean(new)), "independent_std": sd(new), "paper": ref,
+                "independent": float(np.mean(new)), "independent_std": sd(new), "independent_values": new, "paper": ref,
                 "above_paper_pct": 100 * (float(np.mean(vals)) - ref) / ref,
                 "iterations": rs[0]["iterations"], "n_train": rs[0]["n_train"]}
     return out

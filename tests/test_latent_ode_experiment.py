@@ -282,3 +282,32 @@ def test_density_sentence_says_which_training_closes_the_gap():
         {**summary, "dense": {**summary["dense"], "30": _cell([0.15, 0.151, 0.152], p30)}})
     frame = figures.density_frame({"headline": {"n_train": 800, "iterations": 2400}}, (30,))
     assert list(frame["RMSE"]) == ["not yet run"] and len(frame.columns) <= 6
+
+
+def test_the_ledger_gives_the_density_test_a_computed_verdict(monkeypatch, tmp_path):
+    """Measured only without a full density record; with one, the dense training's RMSE against the paper's."""
+    import shutil
+
+    from odecore import ledger
+
+    monkeypatch.setenv("ODECORE_RESULTS_DIR", str(tmp_path))
+    committed = results.ROOT / "data" / "results" / "latent_ode-full.json"
+    if not committed.exists():
+        pytest.skip("no committed full Table 2 record")
+    shutil.copy(committed, tmp_path / committed.name)
+    claim = lambda: next(r for r in ledger.claims() if "as dense per radian" in r["claim"])  # noqa: E731
+    assert claim()["verdict"] == "measured only" and claim()["record"] == committed.name
+    cfg = exp.DENSITY_PROFILES["full"]
+    p30, p50 = paper.TABLE2["latent_ode"][30], paper.TABLE2["latent_ode"][50]
+    summary = {"headline": {"30": _cell([0.19, 0.20, 0.196], p30), "50": _cell([0.18, 0.195, 0.195], p50)},
+               "dense": {"30": _cell([0.17, 0.172, 0.171], p30), "50": _cell([0.15, 0.151, 0.152], p50)},
+               "longer": {"30": _cell([0.193, 0.2, 0.19], p30), "50": _cell([0.2, 0.22, 0.21], p50)}}
+    results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,
+                                                     "design": exp.density_design(cfg)}, seeds=[0, 1, 2], wall_time_s=1.0)
+    row = claim()
+    assert row["verdict"] == "reproduced" and row["record"] == "latent_ode_density-full.json"
+    assert "dense closes 78%" in row["detail"] and "longer does not close" in row["detail"]
+    summary["dense"]["30"] = _cell([0.2, 0.21, 0.205], p30)
+    results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,
+                                                     "design": exp.density_design(cfg)}, seeds=[0, 1, 2], wall_time_s=1.0)
+    assert claim()["verdict"] == "deviates"

@@ -18,6 +18,7 @@ CONFIGS = {
     "latent_ode_poisson": latent_ode.POISSON_PROFILES,
     "latent_ode_sampling": latent_ode.SAMPLING_PROFILES,
     "latent_ode_coverage": latent_ode.COVERAGE_PROFILES,
+    "latent_ode_density": latent_ode.DENSITY_PROFILES,
 }
 
 

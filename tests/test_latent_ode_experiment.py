@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -23,13 +24,17 @@ def dirs(tmp_path, monkeypatch):
 
 
 def test_smoke_run_writes_records_checkpoints_and_scoreboard(dirs):
-    rec, pois, samp, cover = exp.run("smoke", progress=False)
+    rec, pois, samp, cover, dens = exp.run("smoke", progress=False)
     cfg = exp.PROFILES["smoke"]
     assert {r["sampling"] for r in samp["metrics"]["runs"]} == {"irregular", "regular"}
     irregular = {(r["model"], r["n"]): r["rmse"] for r in samp["metrics"]["runs"] if r["sampling"] == "irregular"}
     shared = {(r["model"], r["n"]): r["rmse"] for r in rec["metrics"]["runs"] if (r["model"], r["n"]) in irregular}
     assert irregular == shared                                   # the Table 2 sub-runs, not trained again
-    assert exp.scoreboard(samp) == [] and exp.scoreboard(cover) == []
+    assert exp.scoreboard(samp) == [] and exp.scoreboard(cover) == [] and exp.scoreboard(dens) == []
+    table2 = {(r["n"], r["seed"]): r["rmse"] for r in rec["metrics"]["runs"] if r["model"] == "latent_ode"}
+    headline = {(r["n"], r["seed"]): r["rmse_own_test"] for r in dens["metrics"]["runs"] if r["variant"] == "headline"}
+    shared = set(headline) & set(table2)                                   # Table 2's sub-runs, read from its record
+    assert shared and all(headline[k] == table2[k] for k in shared)
     (first,) = cover["metrics"]["runs"]                          # the first design's committed n = 30 model
     assert len(first["per_spiral_beyond"]) == len(first["theta0"]) == exp.COVERAGE_PROFILES["smoke"].n_eval
     assert first["coverage"]["covered"] < 0.9                    # that design left extrapolations uncovered
@@ -162,3 +167,147 @@ def test_subrun_key_ignores_the_seed_list(dirs):
     other = dataclasses.replace(cfg, lr=0.02)
     assert exp._scratch("latent_ode", "smoke", cfg) == exp._scratch("latent_ode", "smoke", more)
     assert exp._scratch("latent_ode", "smoke", cfg) != exp._scratch("latent_ode", "smoke", other)
+
+
+# --------------------------------------------------------------------------- Table 2's gap: data density
+
+def _lr_per_iteration(cfg) -> list[float]:
+    """The learning rate of every iteration as _fit schedules it (ExponentialLR stepped once per epoch)."""
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.lr_decay)
+    out = []
+    for _ in range(cfg.num_epochs):
+        out += [opt.param_groups[0]["lr"]] * exp.iterations_per_epoch(cfg)
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_density_variants_restore_the_first_designs_density_or_only_its_iterations():
+    cfg = exp.DENSITY_PROFILES["full"]
+    v = exp.density_variants(cfg)
+    head, dense, longer = v["headline"], v["dense"], v["longer"]
+    assert head == cfg and cfg.obs_counts == (30, 50) and cfg.seeds == (0, 1, 2)
+    n_train = cfg.n_spirals - cfg.n_test
+    first_per_radian = n_train / (cfg.theta0_range[1] - cfg.theta0_range[0])      # 800 over 2 pi
+    dense_train = dense.n_spirals - dense.n_test
+    assert abs(dense_train - first_per_radian * exp.start_width(dense)) <= 1 and dense_train % 2 == 0
+    assert dense_train > n_train and dense.n_test == cfg.n_test
+    # dense changes only the data, longer only the iterations (and the decay that keeps the lr curve)
+    assert dataclasses.replace(dense, n_spirals=cfg.n_spirals) == cfg
+    assert dataclasses.replace(longer, num_epochs=cfg.num_epochs, lr_decay=cfg.lr_decay) == cfg
+    assert dense.num_epochs == cfg.num_epochs
+    iters = {k: c.num_epochs * exp.iterations_per_epoch(c) for k, c in v.items()}
+    assert iters["dense"] > iters["headline"]
+    assert 0 <= iters["longer"] - iters["dense"] < exp.iterations_per_epoch(cfg)   # whole epochs, rounded up
+    lr_dense, lr_longer = _lr_per_iteration(dense), _lr_per_iteration(longer)
+    both = math.lcm(exp.iterations_per_epoch(dense), exp.iterations_per_epoch(longer))
+    for k in range(0, iters["dense"], both):     # where both start an epoch: the same learning rate
+        assert lr_longer[k] == pytest.approx(lr_dense[k], rel=1e-9), k
+    for k in range(iters["dense"]):              # in between, within one of dense's epochs of decay
+        assert dense.lr_decay <= lr_longer[k] / lr_dense[k] <= 1 / dense.lr_decay, k
+    design = exp.density_design(cfg)
+    assert design["dense"]["per_radian"] == pytest.approx(first_per_radian, abs=1 / exp.start_width(cfg))
+    assert {k: d["iterations"] for k, d in design.items()} == iters
+
+
+def test_density_smoke_record_scores_every_training_on_table2s_test_spirals(dirs, monkeypatch):
+    cfg = exp.DENSITY_PROFILES["smoke"]
+    rec = exp.run_density("smoke", progress=False)
+    runs = rec["metrics"]["runs"]
+    assert rec["experiment"] == "latent_ode_density"
+    assert sorted((r["variant"], r["n"], r["seed"]) for r in runs) == sorted(
+        (v, n, s) for v in exp.DENSITY_VARIANTS for n in cfg.obs_counts for s in cfg.seeds)
+    design = rec["metrics"]["design"]
+    for r in runs:
+        assert r["iterations"] == design[r["variant"]]["iterations"] and r["train_time_s"] > 0
+        assert r["rmse"] > 0 and r["rmse_independent"] > 0 and r["rmse_independent"] != r["rmse"]
+        if r["variant"] == "dense":       # its own split is another set of spirals
+            assert r["rmse_own_test"] != r["rmse"]
+        else:                             # Table 2's data: its own test split is Table 2's
+            assert r["rmse_own_test"] == pytest.approx(r["rmse"], rel=1e-5)
+    summary = rec["metrics"]["summary"]
+    assert set(summary) == set(exp.DENSITY_VARIANTS)
+    for cells in summary.values():
+        for n, c in cells.items():
+            assert len(c["values"]) == len(cfg.seeds) and c["paper"] == paper.TABLE2["latent_ode"][int(n)]
+    # the headline is Table 2's sub-run, loaded from train_one's cache, and the record is loaded, not recomputed
+    monkeypatch.setattr(exp.train, "fit", lambda *a, **k: pytest.fail("trained again"))
+    for r in runs:
+        if r["variant"] == "headline":
+            assert exp.train_one("smoke", exp.PROFILES["smoke"], "latent_ode", r["n"], r["seed"])["rmse"] == r["rmse_own_test"]
+    assert exp.run_density("smoke", progress=False)["date"] == rec["date"]
+    assert "not yet run" not in figures.density_frame(design, cfg.obs_counts, summary).to_string()
+    assert figures.density_sentence(summary).startswith("At n = 30")
+
+
+def test_full_density_headline_is_read_from_the_committed_table2_record(monkeypatch):
+    monkeypatch.delenv("ODECORE_RESULTS_DIR")      # the committed data/results/ and data/checkpoints/
+    monkeypatch.delenv("ODECORE_CHECKPOINT_DIR")
+    if results.load("latent_ode", "full") is None:
+        pytest.skip("no committed full Table 2 record")
+    monkeypatch.setattr(exp, "train_one", lambda *a, **k: pytest.fail("would train a Table 2 sub-run"))
+    cfg = exp.DENSITY_PROFILES["full"]
+    stored = {(r["n"], r["seed"]): r["rmse"] for r in results.load("latent_ode", "full")["metrics"]["runs"]
+              if r["model"] == "latent_ode"}
+    for n in cfg.obs_counts:
+        for seed in cfg.seeds:
+            assert exp.table2_subrun("full", cfg, n, seed)["rmse"] == stored[(n, seed)]
+
+
+def _cell(values, paper_value):
+    values = [float(v) for v in values]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "values": values,
+            "independent": 0.2, "independent_std": 0.01, "independent_values": [0.19, 0.2, 0.21],
+            "paper": paper_value, "above_paper_pct": 100 * (np.mean(values) - paper_value) / paper_value}
+
+
+def test_density_sentence_says_which_training_closes_the_gap():
+    p30, p50 = paper.TABLE2["latent_ode"][30], paper.TABLE2["latent_ode"][50]
+    summary = {"headline": {"30": _cell([0.19, 0.20, 0.196], p30), "50": _cell([0.18, 0.195, 0.195], p50)},
+               "dense": {"30": _cell([0.17, 0.172, 0.171], p30), "50": _cell([0.188, 0.19, 0.17], p50)},
+               "longer": {"30": _cell([0.193, 0.2, 0.19], p30), "50": _cell([0.2, 0.22, 0.21], p50)}}
+    v = figures.density_verdicts(summary)
+    assert v["30"]["variants"]["dense"]["closes"] and not v["30"]["variants"]["longer"]["closes"]
+    assert v["30"]["variants"]["dense"]["share"] == pytest.approx((0.586 - 0.513) / 3 / (0.586 / 3 - p30))
+    assert not v["50"]["variants"]["dense"]["closes"]           # a drop of 0.007 inside its sd of 0.011
+    assert v["50"]["variants"]["longer"]["widens"]
+    text = figures.density_sentence(summary)
+    at30, at50 = text.split("At n = 50")
+    assert "(dense) closes" in at30 and "(longer) does not close it" in at30
+    assert "(dense) does not close it" in at50 and "(longer) does not close it: its RMSE is higher" in at50
+    for bad in ("nan", "None", "[", "{"):
+        assert bad not in text
+    assert "closes all of it" in figures.density_sentence(
+        {**summary, "dense": {**summary["dense"], "30": _cell([0.15, 0.151, 0.152], p30)}})
+    frame = figures.density_frame({"headline": {"n_train": 800, "iterations": 2400}}, (30,))
+    assert list(frame["RMSE"]) == ["not yet run"] and len(frame.columns) <= 6
+
+
+def test_the_ledger_gives_the_density_test_a_computed_verdict(monkeypatch, tmp_path):
+    """Measured only without a full density record; with one, the dense training's RMSE against the paper's."""
+    import shutil
+
+    from odecore import ledger
+
+    monkeypatch.setenv("ODECORE_RESULTS_DIR", str(tmp_path))
+    committed = results.ROOT / "data" / "results" / "latent_ode-full.json"
+    if not committed.exists():
+        pytest.skip("no committed full Table 2 record")
+    shutil.copy(committed, tmp_path / committed.name)
+    claim = lambda: next(r for r in ledger.claims() if "as dense per radian" in r["claim"])  # noqa: E731
+    assert claim()["verdict"] == "measured only" and claim()["record"] == committed.name
+    cfg = exp.DENSITY_PROFILES["full"]
+    p30, p50 = paper.TABLE2["latent_ode"][30], paper.TABLE2["latent_ode"][50]
+    summary = {"headline": {"30": _cell([0.19, 0.20, 0.196], p30), "50": _cell([0.18, 0.195, 0.195], p50)},
+               "dense": {"30": _cell([0.17, 0.172, 0.171], p30), "50": _cell([0.15, 0.151, 0.152], p50)},
+               "longer": {"30": _cell([0.193, 0.2, 0.19], p30), "50": _cell([0.2, 0.22, 0.21], p50)}}
+    results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,
+                                                     "design": exp.density_design(cfg)}, seeds=[0, 1, 2], wall_time_s=1.0)
+    row = claim()
+    assert row["verdict"] == "reproduced" and row["record"] == "latent_ode_density-full.json"
+    assert "dense closes 78%" in row["detail"] and "longer does not close" in row["detail"]
+    summary["dense"]["30"] = _cell([0.2, 0.21, 0.205], p30)
+    results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,
+                                                     "design": exp.density_design(cfg)}, seeds=[0, 1, 2], wall_time_s=1.0)
+    assert claim()["verdict"] == "deviates"

@@ -38,6 +38,7 @@ MODULES: dict[str, str] = {
     "latent_ode_poisson": "odecore.experiments.latent_ode",
     "latent_ode_sampling": "odecore.experiments.latent_ode",
     "latent_ode_coverage": "odecore.experiments.latent_ode",
+    "latent_ode_density": "odecore.experiments.latent_ode",
 }
 
 

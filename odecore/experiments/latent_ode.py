@@ -8,6 +8,10 @@ Two results:
   stored beside the record (`spiral_arrays`; Figure 7: `poisson_arrays`).
 - "latent_ode_poisson": a latent ODE whose likelihood is an inhomogeneous Poisson process, on a
   seeded toy set of event sequences.
+- "latent_ode_density" (`run_density`): whether Table 2's gap to the paper at n = 30 and 50 is the
+  training data's density: the latent ODE retrained with as many training spirals per radian as the
+  first design had, and with the headline's spirals for as many iterations, both evaluated on Table 2's
+  test spirals. (Also "latent_ode_sampling" and "latent_ode_coverage", below.)
 
 Data design. Test spirals start at theta0 in [pi, 3 pi]; training spirals at theta0 in [pi, 3 pi + H
 + margin], H the angle the extrapolation spans, so that every angle (radius) a test extrapolation
@@ -42,7 +46,7 @@ from odecore import paper, profiles, results, train
 from odecore.datasets import spirals as spiral_data
 from odecore.models.latent_ode import MODELS, NAMES, LatentODE, PoissonLatentODE, RNNBaseline
 
-EXPERIMENTS = ("latent_ode", "latent_ode_poisson", "latent_ode_sampling", "latent_ode_coverage")
+EXPERIMENTS = ("latent_ode", "latent_ode_poisson", "latent_ode_sampling", "latent_ode_coverage", "latent_ode_density")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,11 +176,13 @@ def train_gap(d: spiral_data.SpiralData, t_obs: torch.Tensor) -> float:
     return float(t_obs[d.train].diff(dim=1).mean())
 
 
-def load_model(profile: str, model: str, n: int, seed: int | None = None) -> LatentODE | RNNBaseline:
-    """The trained model of one sub-run from the checkpoint folder (for figures; never trains)."""
+def load_model(profile: str, model: str, n: int, seed: int | None = None,
+               name: str = "latent_ode") -> LatentODE | RNNBaseline:
+    """The trained model of one sub-run from the checkpoint folder (for figures; never trains);
+    `name`: the result its sub-runs are stored under (`train_one`)."""
     cfg = PROFILES[profile]
     seed = cfg.figure_seed if seed is None else seed
-    path = checkpoint_path(profile, model, n, seed)
+    path = checkpoint_path(profile, model, n, seed, name)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python -m odecore.experiments.latent_ode "
                                 f"--profile {profile}` to train it")
@@ -238,10 +244,12 @@ def evaluate(net, d: spiral_data.SpiralData, x, t_obs, idx, which: torch.Tensor,
 
 
 def train_one(profile: str, cfg: Config, model: str, n: int, seed: int, *, progress: bool = True,
-              sampling: str = "irregular") -> dict:
+              sampling: str = "irregular", name: str | None = None) -> dict:
     """Train one (model, n, seed) sub-run, resumable; return its metrics (cached when complete).
-    `sampling="regular"` observes n evenly spaced times instead (stored apart, as "latent_ode_regular")."""
-    name = "latent_ode" if sampling == "irregular" else f"latent_ode_{sampling}"
+    `sampling="regular"` observes n evenly spaced times instead (stored apart, as "latent_ode_regular");
+    `name` stores the sub-run under another result's name (its resume state and weights), e.g. a variant
+    of the training whose weights must not replace Table 2's."""
+    name = name or ("latent_ode" if sampling == "irregular" else f"latent_ode_{sampling}")
     stem = _scratch(name, profile, cfg) / f"{model}-n{n}-seed{seed}"
     ckpt_out = checkpoint_path(profile, model, n, seed, name)
     return results.run_or_load(stem.with_suffix(".json"),
@@ -312,12 +320,17 @@ MEAN_KEYS = ("rmse_window", "rmse_straddle", "rmse_beyond_median", "rmse_naive",
 INDEPENDENT_SEED_OFFSET = 1000  # data seed of the independent test set: cfg.data_seed + this
 
 
+def evaluate_at(net, cfg: Config, n: int, data_seed: int | None = None) -> dict:
+    """`evaluate` on the test spirals of `cfg`'s data (at `data_seed`, default cfg's own), observed at the
+    n times Table 2 draws for them (observation seed cfg.data_seed)."""
+    d = data(cfg, seed=data_seed)
+    x, t_obs, idx = spiral_data.observe(d, n, cfg.data_seed)
+    return evaluate(net, d, x, t_obs, idx, d.test, cfg)
+
+
 def independent_test(profile: str, cfg: Config, model: str, n: int, seed: int) -> dict[str, float]:
     """A trained sub-run's RMSEs on the test spirals of another data seed (same generator and design)."""
-    net = load_model(profile, model, n, seed)
-    d = data(cfg, seed=cfg.data_seed + INDEPENDENT_SEED_OFFSET)
-    x, t_obs, idx = spiral_data.observe(d, n, cfg.data_seed)
-    out = evaluate(net, d, x, t_obs, idx, d.test, cfg)
+    out = evaluate_at(load_model(profile, model, n, seed), cfg, n, cfg.data_seed + INDEPENDENT_SEED_OFFSET)
     return {k: v for k, v in out.items() if k != "per_spiral_beyond"} | {"data_seed": cfg.data_seed + INDEPENDENT_SEED_OFFSET}
 
 
@@ -570,13 +583,146 @@ def run_coverage(profile: str | None = None) -> results.Record:
     return results.cached("latent_ode_coverage", profile, cc, compute, seeds=list(cc.seeds))
 
 
+# Table 2's gap at the sparse n: does the covered design's thinner training data explain it? Table 2's
+# latent ODE at n = 30 and 50; the trainings it is compared with are derived from it (`density_variants`).
+DENSITY_PROFILES: dict[str, Config] = {
+    "smoke": dataclasses.replace(PROFILES["smoke"], obs_counts=(30,), seeds=(0, 1)),
+    "full": dataclasses.replace(PROFILES["full"], obs_counts=(30, 50), seeds=(0, 1, 2)),
+}
+DENSITY_VARIANTS = ("headline", "dense", "longer")
+
+
+def iterations_per_epoch(cfg: Config) -> int:
+    """Minibatches in one pass over the training spirals."""
+    return math.ceil((cfg.n_spirals - cfg.n_test) / cfg.batch_size)
+
+
+def start_width(cfg: Config) -> float:
+    """Width (radians) of the training spirals' start-angle range."""
+    lo, hi = train_range(cfg) or cfg.theta0_range
+    return hi - lo
+
+
+def density_variants(cfg: Config) -> dict[str, Config]:
+    """Table 2's training ("headline", covered design) and the two trainings that test whether its data's
+    density explains the gap to the paper.
+
+    dense: as many training spirals per radian of start angle as the first design had (its training spirals
+    over the test's range), rounded to an even count (half turn each way), the same epochs, so more
+    iterations. longer: the headline's spirals, trained for as many iterations as dense (whole epochs, rounded
+    up), the per-epoch decay lr_decay ** (its iterations per epoch / dense's), i.e. lr_decay ** (epochs /
+    dense's epochs-equivalent), so that the learning rate follows dense's curve against iterations. Dense and
+    longer differ only in the data; longer and the headline only in the iterations.
+    """
+    if cfg.design != "covered":
+        raise ValueError(f"the density test varies the covered design, not {cfg.design!r}")
+    n_train = cfg.n_spirals - cfg.n_test
+    lo, hi = cfg.theta0_range
+    per_radian = n_train / (hi - lo)         # the first design: every training start in the test's range
+    dense_train = 2 * round(per_radian * start_width(cfg) / 2)
+    dense = dataclasses.replace(cfg, n_spirals=dense_train + cfg.n_test)
+    per_epoch, dense_per_epoch = iterations_per_epoch(cfg), iterations_per_epoch(dense)
+    longer = dataclasses.replace(cfg, num_epochs=math.ceil(cfg.num_epochs * dense_per_epoch / per_epoch),
+                                 lr_decay=cfg.lr_decay ** (per_epoch / dense_per_epoch))
+    return {"headline": cfg, "dense": dense, "longer": longer}
+
+
+def density_design(cfg: Config) -> dict[str, dict]:
+    """Per variant, what its training is: spirals, spirals per radian of start angle, epochs, iterations, decay."""
+    out = {}
+    for variant, v in density_variants(cfg).items():
+        n_train = v.n_spirals - v.n_test
+        out[variant] = {"n_train": n_train, "per_radian": n_train / start_width(v), "num_epochs": v.num_epochs,
+                        "iterations": v.num_epochs * iterations_per_epoch(v), "lr_decay": v.lr_decay}
+    return out
+
+
+def on_table2_tests(net, cfg: Config, n: int) -> dict[str, float]:
+    """A trained latent ODE on Table 2's test spirals and observation draws (cfg: Table 2's config; a variant
+    with other spirals has another test split of its own) and on the independent test set."""
+    table2 = evaluate_at(net, cfg, n)
+    independent = evaluate_at(net, cfg, n, cfg.data_seed + INDEPENDENT_SEED_OFFSET)
+    return {"rmse": table2["rmse"], "rmse_window": table2["rmse_window"],
+            "rmse_beyond_median": table2["rmse_beyond_median"], "rmse_independent": independent["rmse"]}
+
+
+def table2_subrun(profile: str, cfg: Config, n: int, seed: int, *, progress: bool = True) -> dict:
+    """Table 2's latent ODE sub-run (n, seed), never trained twice: from the stored Table 2 record when it
+    answers the profile (its weights kept beside it), else through train_one's cache (trained if not finished).
+    The record is read first because a finished sub-run's summary lives in the scratch folder, which a
+    fresh checkout does not have."""
+    stored = results.load("latent_ode", profile)
+    if (stored is not None and stored["config_hash"] == results.config_hash(PROFILES[profile])
+            and checkpoint_path(profile, "latent_ode", n, seed).exists()):
+        for r in stored["metrics"]["runs"]:
+            if (r["model"], r["n"], r["seed"]) == ("latent_ode", n, seed):
+                return r
+    return train_one(profile, cfg, "latent_ode", n, seed, progress=progress)
+
+
+def density_summary(runs: list[dict]) -> dict:
+    """{variant: {str(n): mean and sd over seeds of the RMSE on Table 2's and on the independent test
+    spirals, the seeds' values, the paper's number and the mean's distance above it in percent}}."""
+    sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+    out: dict[str, dict] = {}
+    for variant in DENSITY_VARIANTS:
+        for n in sorted({r["n"] for r in runs}):
+            rs = [r for r in runs if r["variant"] == variant and r["n"] == n]
+            if not rs:
+                continue
+            vals, new = [r["rmse"] for r in rs], [r["rmse_independent"] for r in rs]
+            ref = paper.TABLE2["latent_ode"][n]
+            out.setdefault(variant, {})[str(n)] = {
+                "mean": float(np.mean(vals)), "std": sd(vals), "values": vals, "seeds": [r["seed"] for r in rs],
+                "independent": float(np.mean(new)), "independent_std": sd(new), "independent_values": new, "paper": ref,
+                "above_paper_pct": 100 * (float(np.mean(vals)) - ref) / ref,
+                "iterations": rs[0]["iterations"], "n_train": rs[0]["n_train"]}
+    return out
+
+
+def run_density(profile: str | None = None, *, progress: bool = True) -> results.Record:
+    """The "latent_ode_density" record: Table 2's latent ODE at the sparse n against two trainings that
+    restore the first design's training density ("dense") or only its iteration count ("longer"), every
+    one evaluated on Table 2's test spirals and observation draws and on the independent test set. The
+    headline sub-runs are Table 2's own (`table2_subrun`), never retrained."""
+    profile = profiles.check(profile or profiles.current("latent_ode_density"))
+    if profile not in DENSITY_PROFILES:
+        raise ValueError(f"no density test at profile {profile!r}; expected one of {sorted(DENSITY_PROFILES)}")
+    cfg = DENSITY_PROFILES[profile]
+    variants = density_variants(cfg)
+
+    def compute() -> dict:
+        runs = []
+        for seed in cfg.seeds:           # seed-major: a finished seed is a complete comparison
+            for n in cfg.obs_counts:
+                for variant, vcfg in variants.items():
+                    if variant == "headline":
+                        sub = table2_subrun(profile, cfg, n, seed, progress=progress)
+                        net = load_model(profile, "latent_ode", n, seed)
+                    else:
+                        name = f"latent_ode_density_{variant}"
+                        sub = train_one(profile, vcfg, "latent_ode", n, seed, progress=progress, name=name)
+                        net = load_model(profile, "latent_ode", n, seed, name=name)
+                    runs.append({"variant": variant, "n": n, "seed": seed, **on_table2_tests(net, cfg, n),
+                                 "rmse_own_test": sub["rmse"], "n_train": vcfg.n_spirals - vcfg.n_test,
+                                 "num_epochs": vcfg.num_epochs, "lr_decay": vcfg.lr_decay,
+                                 "iterations": sub["iterations"], "train_time_s": sub["train_time_s"],
+                                 "device_name": sub["device_name"]})
+        return {"runs": runs, "summary": density_summary(runs), "design": density_design(cfg)}
+
+    return results.cached("latent_ode_density", profile, cfg, compute, seeds=list(cfg.seeds))
+
+
 def run(profile: str | None = None, *, progress: bool = True) -> list[results.Record]:
-    """The results of the chapter: [spirals, Poisson] and, where the profile has one, the sampling comparison."""
+    """The results of the chapter: [spirals, Poisson] and, where the profile has them, the sampling comparison,
+    the coverage finding and the density test of Table 2's gap."""
     out = [run_spirals(profile, progress=progress), run_poisson(profile, progress=progress)]
     if out[0]["profile"] in SAMPLING_PROFILES:
         out.append(run_sampling(out[0]["profile"], progress=progress))
     if out[0]["profile"] in COVERAGE_PROFILES:
         out.append(run_coverage(out[0]["profile"]))
+    if out[0]["profile"] in DENSITY_PROFILES:
+        out.append(run_density(out[0]["profile"], progress=progress))
     return out
 
 
@@ -588,7 +734,7 @@ RMSE_TOLERANCE = 0.03  # absolute: within it, a Table 2 entry counts as reproduc
 def scoreboard(record: dict) -> list[dict]:
     """Rows for the reproduction page from a "latent_ode" or "latent_ode_poisson" record."""
     m = record["metrics"]
-    if record["experiment"] in ("latent_ode_sampling", "latent_ode_coverage"):
+    if record["experiment"] in ("latent_ode_sampling", "latent_ode_coverage", "latent_ode_density"):
         return []  # not items of the paper; shown in the chapter
     if record["experiment"] == "latent_ode_poisson":
         return [{"item": "Figure 7", "quantity": "test log-likelihood per sequence (true intensity: "

@@ -13,7 +13,7 @@ import pandas as pd
 
 from odecore import paper, plots
 from odecore.models.latent_ode import MODELS, NAMES
-from odecore.tables import mean_sd
+from odecore.tables import mean_sd, number
 
 
 def table2_frame(record: dict) -> pd.DataFrame:
@@ -347,3 +347,78 @@ def fig_table2(record: dict):
     ax.set(xlabel="observed times n (of 100)", ylim=(0, None))
     plt.close(fig)
     return fig
+
+
+# --------------------------------------------------------------------------- Table 2's gap: data density
+
+DENSITY_WORDS = {"headline": "headline", "dense": "dense", "longer": "longer"}
+DENSITY_SAYS = {"dense": "as many training spirals per radian as the first design had (dense)",
+                "longer": "as many iterations on the headline's spirals (longer)"}
+
+
+def _percent(x: float) -> str:
+    """'19%': a share or distance in whole percent, as the chapter's glued percentages read."""
+    return f"{number(float(round(x)))}%"
+
+
+def density_frame(design: dict, counts, summary: dict | None = None) -> pd.DataFrame:
+    """The density test as a table, per n and training: its spirals and iterations (`design`, a
+    "latent_ode_density" record's or `density_design`'s), and from the record's `summary` the RMSE beyond
+    the window on Table 2's test spirals and on those of another data seed (mean ± sd over seeds) and the
+    first's distance above the paper's number; "not yet run" where there is no summary."""
+    rows = []
+    for n in counts:
+        for variant, d in design.items():
+            c = (summary or {}).get(variant, {}).get(str(n))
+            rows.append({"observed": f"{n}/100", "training": f"{DENSITY_WORDS[variant]}: {d['n_train']} spirals",
+                         "iterations": d["iterations"],
+                         "RMSE": mean_sd(c["values"]) if c else "not yet run",
+                         "new test spirals": mean_sd(c["independent_values"]) if c else "-",
+                         "above the paper": _percent(c["above_paper_pct"]) if c else "-"})
+    return pd.DataFrame(rows)
+
+
+def density_verdicts(summary: dict) -> dict[str, dict]:
+    """Per n (str): the headline's mean and its gap to the paper, and per other training the change of the
+    mean RMSE against the headline's, the share of the gap that closes, its seeds' sd, and whether it closes
+    the gap: a drop larger than that sd (`closes`), or a rise larger than it (`widens`)."""
+    out = {}
+    for n, h in summary["headline"].items():
+        gap = h["mean"] - h["paper"]
+        row = {"headline": h["mean"], "headline_values": h["values"], "paper": h["paper"], "gap": gap, "variants": {}}
+        for variant, cells in summary.items():
+            if variant == "headline" or n not in cells:
+                continue
+            c = cells[n]
+            drop = h["mean"] - c["mean"]
+            row["variants"][variant] = {"mean": c["mean"], "values": c["values"], "drop": drop, "spread": c["std"],
+                                        "share": drop / gap if gap > 0 else float("nan"),
+                                        "closes": gap > 0 and drop > c["std"], "widens": -drop > c["std"]}
+        out[n] = row
+    return out
+
+
+def density_sentence(summary: dict) -> str:
+    """What the density test shows, from a "latent_ode_density" record's summary: per n, how far the headline
+    is above the paper and which training closes how much of that gap. A training whose RMSE drops by less
+    than its seeds' sd does not close it."""
+    out = []
+    for n, v in density_verdicts(summary).items():
+        head = f"At n = {n} the headline latent ODE reads {mean_sd(v['headline_values'])}"
+        if v["gap"] <= 0:
+            out.append(f"{head}, at or below the paper's {number(v['paper'], 4)}: there is no gap to close.")
+            continue
+        parts = []
+        for variant, c in v["variants"].items():
+            says = DENSITY_SAYS.get(variant, variant)
+            if c["closes"] and c["share"] >= 1:
+                parts.append(f"{says} closes all of it ({mean_sd(c['values'])}, at or below the paper's)")
+            elif c["closes"]:
+                parts.append(f"{says} closes {_percent(100 * c['share'])} of it ({mean_sd(c['values'])})")
+            elif c["widens"]:
+                parts.append(f"{says} does not close it: its RMSE is higher ({mean_sd(c['values'])})")
+            else:
+                parts.append(f"{says} does not close it ({mean_sd(c['values'])}, a change smaller than its seeds' sd)")
+        out.append(f"{head}, {_percent(100 * v['gap'] / v['paper'])} above the paper's {number(v['paper'], 4)}: "
+                   + "; ".join(parts) + ".")
+    return " ".join(out)

@@ -193,9 +193,12 @@ def test_density_variants_restore_the_first_designs_density_or_only_its_iteratio
     dense_train = dense.n_spirals - dense.n_test
     assert abs(dense_train - first_per_radian * exp.start_width(dense)) <= 1 and dense_train % 2 == 0
     assert dense_train > n_train and dense.n_test == cfg.n_test
-    # dense changes only the data, longer only the iterations (and the decay that keeps the lr curve)
-    assert dataclasses.replace(dense, n_spirals=cfg.n_spirals) == cfg
-    assert dataclasses.replace(longer, num_epochs=cfg.num_epochs, lr_decay=cfg.lr_decay) == cfg
+    # fast changes only the solver; from it, dense changes only the data, longer only the iterations (and
+    # the decay that keeps the lr curve)
+    fast = v["fast"]
+    assert fast.method == exp.DENSITY_METHOD != cfg.method and dataclasses.replace(fast, method=cfg.method) == cfg
+    assert dataclasses.replace(dense, n_spirals=cfg.n_spirals) == fast
+    assert dataclasses.replace(longer, num_epochs=cfg.num_epochs, lr_decay=cfg.lr_decay) == fast
     assert dense.num_epochs == cfg.num_epochs
     iters = {k: c.num_epochs * exp.iterations_per_epoch(c) for k, c in v.items()}
     assert iters["dense"] > iters["headline"]
@@ -282,6 +285,13 @@ def test_density_sentence_says_which_training_closes_the_gap():
         {**summary, "dense": {**summary["dense"], "30": _cell([0.15, 0.151, 0.152], p30)}})
     frame = figures.density_frame({"headline": {"n_train": 800, "iterations": 2400}}, (30,))
     assert list(frame["RMSE"]) == ["not yet run"] and len(frame.columns) <= 6
+    # with the headline retrained on the fast solver stored, dense and longer are measured against it
+    fast = {**summary, "fast": {"30": _cell([0.192, 0.196, 0.199], p30), "50": _cell([0.25, 0.26, 0.255], p50)}}
+    v = figures.density_verdicts(fast)
+    assert v["30"]["baseline"] == "fast" and v["30"]["solver_agrees"] and not v["50"]["solver_agrees"]
+    assert v["30"]["variants"]["dense"]["drop"] == pytest.approx((0.587 - 0.513) / 3)
+    text = figures.density_sentence(fast)
+    assert "fast solver" in text and "within its seeds' spread" in text and "more than its seeds' spread" in text
 
 
 def test_the_ledger_gives_the_density_test_a_computed_verdict(monkeypatch, tmp_path):

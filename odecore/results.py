@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -208,8 +209,40 @@ def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: li
         torch.save(record, rescue)
         raise ResultsError(f"the metrics of {experiment} [{profile}] cannot be written as JSON ({err}); "
                            f"the record is kept in {rescue} (torch.load it) until the metrics are fixed") from err
-    atomic_write_text(path, text)
+    write_or_keep(path, text, f"the record of {experiment} [{profile}]")
     return record
+
+
+def write_or_keep(path: Path, text: str, what: str) -> None:
+    """`atomic_write_text`, and where that fails (a full disk, a folder gone read-only) after a compute
+    that may have taken hours, keep `text` elsewhere and raise a ResultsError that says where.
+
+    Kept in a new file in the system temp folder (often another filesystem), else written to stderr.
+    """
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        kept = keep_elsewhere(text, Path(path).stem)
+        raise ResultsError(f"{what} was computed but could not be saved: {err}. It is kept {kept}; free space "
+                           f"or fix the folder, then copy it to {path} (or rerun)") from err
+
+
+def keep_elsewhere(text: str, stem: str) -> str:
+    """Write `text` to a new file in the system temp folder, else (that fails too) to stderr; return
+    where, for a message."""
+    kept = None
+    try:
+        fd, kept = tempfile.mkstemp(prefix=f"{stem}-unsaved-", suffix=".json", dir=tempfile.gettempdir())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return f"in {kept}"
+    except OSError:
+        if kept:
+            Path(kept).unlink(missing_ok=True)   # a partial copy would pass for the record
+    begin, end = f"--- unsaved {stem} ---", f"--- end of unsaved {stem} ---"
+    sys.stderr.write(f"{begin}\n{text}{end}\n")
+    sys.stderr.flush()
+    return f"on stderr only, between the lines {begin!r} and {end!r}"
 
 
 def save_benchmark(name: str, figures: dict) -> Path:
@@ -362,7 +395,7 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
     start = time.perf_counter()
     value = compute()
     value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
-    atomic_write_text(summary, json.dumps(value) + "\n")
+    write_or_keep(summary, json.dumps(value) + "\n", f"sub-run {summary.stem}")
     if settings.current().rerun:
         _RETRAINED.add(summary)
     return _seen(value, trained_now=True)

@@ -1,7 +1,9 @@
 """The results registry: caching by config hash, provenance, atomic writes, clear errors."""
 import dataclasses
+import errno
 import json
 import re
+import tempfile
 
 import pytest
 
@@ -50,7 +52,7 @@ def test_corrupt_file_is_an_error_not_a_retrain(content, message):
     assert path.read_text() == content  # left as it was
 
 
-def test_atomic_write_leaves_no_partial_file(monkeypatch):
+def test_atomic_write_leaves_no_partial_file(monkeypatch, tmp_path):
     results.save("toy", "full", Cfg(), {"a": 1}, seeds=[0], wall_time_s=1.0)
     path = results.path_for("toy", "full")
     before = path.read_text()
@@ -59,7 +61,8 @@ def test_atomic_write_leaves_no_partial_file(monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(results.os, "replace", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # where the unsaved record is kept
+    with pytest.raises(results.ResultsError, match="disk full"):
         results.save("toy", "full", Cfg(lr=9), {"a": 2}, seeds=[0], wall_time_s=1.0)
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # temp file cleaned up
@@ -159,7 +162,7 @@ def test_results_respect_the_umask_and_are_fsynced(monkeypatch):
     assert ".tmp" in synced[0]                          # the file, before it
 
 
-def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch, tmp_path):
     import errno
     import os
 
@@ -171,7 +174,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(OSError, match=f"could not write {path}: No space left on device"):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(results.ResultsError, match=f"could not write {path}: No space left on device"):
         results.save("toy", "smoke", Cfg(), {"a": 2}, seeds=[0], wall_time_s=0)
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -234,3 +239,43 @@ def test_subrun_key_names_a_misspelt_or_string_field():
     assert results.subrun_key(Cfg(), leave_out=("size",)) == results.subrun_key(Cfg())  # names nothing: leaves nothing out
     with pytest.raises(TypeError, match="not the string 'lr'"):
         results.subrun_key(Cfg(), fields="lr")
+
+
+def _disk_full(monkeypatch):
+    """Every atomic write fails as on a full disk (the folder check, an empty file, still passes)."""
+    def full(path, data):
+        raise OSError(errno.ENOSPC, f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(results, "atomic_write_bytes", full)
+
+
+def test_a_record_that_cannot_be_saved_is_kept_and_the_error_says_where(monkeypatch, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="No space left on device.*kept in (.*toy-smoke-unsaved-.*json)") as err:
+        results.cached("toy", "smoke", Cfg(), lambda: {"error": 0.25}, seeds=[0])
+    kept = re.search(r"kept in (\S+\.json)", str(err.value)).group(1)
+    record = json.loads(open(kept).read())
+    assert record["metrics"] == {"error": 0.25} and record["config_hash"] == results.config_hash(Cfg())
+    assert f"copy it to {results.path_for('toy', 'smoke')}" in str(err.value)
+
+
+def test_a_record_is_written_to_stderr_when_no_folder_takes_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="kept on stderr only"):
+        results.cached("toy", "smoke", Cfg(), lambda: {"error": 0.25}, seeds=[0])
+    printed = capsys.readouterr().err
+    body = printed.split("--- unsaved toy-smoke ---\n")[1].split("--- end of unsaved toy-smoke ---")[0]
+    assert json.loads(body)["metrics"] == {"error": 0.25}
+
+
+def test_a_subrun_summary_that_cannot_be_saved_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="sub-run a was computed but could not be saved.*kept in"):
+        results.run_or_load(tmp_path / "scratch" / "a.json", lambda: {"loss": 1.5})
+    kept = [json.loads(p.read_text()) for p in tmp_path.glob("a-unsaved-*.json")]
+    assert [k["loss"] for k in kept] == [1.5]

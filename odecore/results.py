@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, TypedDict
 
@@ -342,8 +344,13 @@ def load_arrays(record: dict) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ResultsError(f"{path} cannot be read ({err}); delete it and rerun the experiment to recompute it") from err
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        # numpy takes a file that is no zip archive for a pickle and suggests allow_pickle: not the remedy here
+        why = "not an .npz archive" if "pickle" in str(err) else f"{type(err).__name__}: {err}"
+        raise ResultsError(f"{path} cannot be read ({why}); it is truncated or corrupt. Restore it from git "
+                           f"(git checkout -- {path.name}) or delete it and run its chapter again "
+                           "(python -m odecore.experiments CHAPTER), which recomputes the arrays from the "
+                           "stored record without training") from err
     if str(arrays.pop("_stamp", "")) != _stamp(record):
         return None
     return arrays

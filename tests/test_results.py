@@ -279,3 +279,41 @@ def test_a_subrun_summary_that_cannot_be_saved_is_kept(monkeypatch, tmp_path):
         results.run_or_load(tmp_path / "scratch" / "a.json", lambda: {"loss": 1.5})
     kept = [json.loads(p.read_text()) for p in tmp_path.glob("a-unsaved-*.json")]
     assert [k["loss"] for k in kept] == [1.5]
+
+
+def _broken_arrays(kind: str) -> tuple[dict, "Path"]:
+    """A good record with an arrays file beside it that is damaged as `kind` says."""
+    record = results.save("toy", "smoke", Cfg(), {"a": 1}, seeds=[0], wall_time_s=0)
+    path = results.save_arrays(record, {"x": list(range(2000))})
+    blob = path.read_bytes()
+    path.write_bytes({"truncated": blob[:len(blob) // 2], "garbage": b"garbage " * 20, "empty": b"",
+                      "flipped": blob[:200] + bytes([blob[200] ^ 0xFF]) + blob[201:]}[kind])
+    return record, path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "flipped"])
+def test_an_unreadable_arrays_file_is_named_with_the_remedy(kind):
+    record, path = _broken_arrays(kind)
+    with pytest.raises(results.ResultsError, match=f"{path} cannot be read .*truncated or corrupt. Restore it "
+                                                   "from git .* or delete it and run its chapter again") as err:
+        results.cached_arrays(record, lambda: pytest.fail("must not recompute over it"))
+    assert "allow_pickle" not in str(err.value)      # numpy's advice for a pickle is not the remedy here
+
+
+def test_an_unreadable_arrays_file_is_a_one_line_error_on_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from odecore import settings
+    from odecore.experiments import cnf
+
+    record = results.save("cnf_mle", "smoke", cnf.MLE_PROFILES["smoke"], {"runs": []}, seeds=[0], wall_time_s=0)
+    path = results.save_arrays(record, {"x": [1.0, 2.0]})
+    path.write_bytes(path.read_bytes()[:40])
+    env = {k: v for k, v in os.environ.items() if k not in ("ODECORE_PROFILE", "ODECORE_RERUN")}
+    out = subprocess.run([sys.executable, "-m", "odecore.experiments", "cnf", "--profile", "smoke"],
+                         capture_output=True, text=True, cwd=settings.ROOT, timeout=600,
+                         env={**env, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"error: {path} cannot be read" in out.stderr and "Traceback" not in out.stderr, out.stderr

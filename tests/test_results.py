@@ -317,3 +317,77 @@ def test_an_unreadable_arrays_file_is_a_one_line_error_on_the_command_line(tmp_p
                          env={**env, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"error: {path} cannot be read" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("where,what", [("scratch", "resume state"), ("checkpoints", "checkpoints")])
+def test_an_unwritable_subrun_folder_is_found_before_training(monkeypatch, tmp_path, where, what):
+    # as root a chmod does not stop a write, so the unwritable folder is one inside a file
+    (tmp_path / "a-file").write_text("")
+    variable = {"scratch": "ODECORE_SCRATCH_DIR", "checkpoints": "ODECORE_CHECKPOINT_DIR"}[where]
+    monkeypatch.setenv(variable, str(tmp_path / "a-file" / where))
+    scratch, checkpoints = results.scratch_dir(), results.checkpoint_dir()
+    with pytest.raises(results.ResultsError, match=f"cannot write {what} to .*a-file/{where}.* set {variable}"):
+        results.run_or_load(scratch / "a.json", lambda: pytest.fail("trained before the check"),
+                            outputs=(checkpoints / "a.pt",), resume=(scratch / "a.pt",))
+
+
+LOCK_SCRIPT = """
+import sys, time
+from pathlib import Path
+from odecore import results
+
+folder, name = Path(sys.argv[1]), sys.argv[2]
+
+def compute():
+    print(f"{name} trains", flush=True)
+    while not (folder / "go").exists():   # the test says when to finish
+        time.sleep(0.05)
+    return {"trained_by": name}
+
+print(results.run_or_load(folder / "sub.json", compute)["trained_by"], flush=True)
+"""
+
+
+def _first_line(proc, timeout: float) -> tuple[str, str]:
+    """("stdout" or "stderr", line): the first line `proc` prints on either, or ("", "") after `timeout` s."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        for key, _ in sel.select(timeout):
+            return key.data, key.fileobj.readline()
+    return "", ""
+
+
+def test_a_second_run_waits_for_the_first_and_loads_its_subrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from odecore import settings
+
+    script = tmp_path / "subrun.py"
+    script.write_text(LOCK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path), name], cwd=settings.ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("first")
+    second = None
+    try:
+        assert first.stdout.readline() == "first trains\n", first.stderr.read()
+        second = start("second")
+        said = _first_line(second, timeout=120)                  # said before it blocks on the lock
+        assert said[0] == "stderr" and "waiting for sub-run sub: another process is training it" in said[1], said
+        (tmp_path / "go").write_text("")
+        out_first, _ = first.communicate(timeout=120)
+        out_second, err_second = second.communicate(timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert out_first.splitlines()[-1] == "first"
+    assert out_second.splitlines() == ["first"], out_second + err_second     # loaded, never trained

@@ -281,6 +281,7 @@ class Counted(Decay):
         self._count("callback_step_adjoint")
 
 
+@pytest.mark.filterwarnings("ignore:Solver 'rk4' does not support callbacks")   # the accept and reject ones
 @pytest.mark.parametrize("method,adjoint", [("dopri5", False), ("dopri5", True), ("bosh3", False), ("rk4", False)])
 def test_callbacks_are_called_as_torchdiffeq_calls_them(method, adjoint):
     from torchdiffeq import odeint_adjoint

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint
 from torchdiffeq._impl.odeint import SOLVERS
 
-from odecore.solve import FirstCallCheck, run_torchdiffeq, validate
+from odecore.solve import CheckedDynamics, run_torchdiffeq, validate
 
 
 def _vjp(func: nn.Module, t: Tensor, z: Tensor, a: Tensor, params: tuple[Tensor, ...]):
@@ -55,7 +55,7 @@ class _Algorithm1(torch.autograd.Function):
     def forward(ctx, func: nn.Module, rtol: float, atol: float, method: str, options: dict | None,
                 z0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            z = run_torchdiffeq(odeint, method, FirstCallCheck(func, z0), z0, t, rtol=rtol, atol=atol,
+            z = run_torchdiffeq(odeint, method, CheckedDynamics(func, z0), z0, t, rtol=rtol, atol=atol,
                                 options=options)
         ctx.func, ctx.rtol, ctx.atol, ctx.method, ctx.options = func, rtol, atol, method, options
         ctx.save_for_backward(t, z, *params)

@@ -7,18 +7,23 @@ that cannot be read is an error, never a reason to silently retrain over it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, Callable, Iterator, TypedDict
 
 import torch
 
@@ -173,16 +178,50 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def check_writable(folder: Path) -> None:
+def check_writable(folder: Path, what: str = "results", setting: str = "ODECORE_RESULTS_DIR") -> None:
     """Raise ResultsError unless a file can be created in `folder`: checked before a compute, so
-    that an unwritable results folder does not cost the compute's result."""
+    that an unwritable folder does not cost the compute's result. `what` and `setting` name the
+    folder's role and the variable that moves it, for the message."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise ResultsError(f"cannot write results to {folder} ({err}); fix its permissions or set "
-                           "ODECORE_RESULTS_DIR to a writable folder, then rerun") from err
+        raise ResultsError(f"cannot write {what} to {folder} ({err}); fix its permissions or set "
+                           f"{setting} to a writable folder, then rerun") from err
+
+
+def check_subrun_folders(paths: tuple[Path, ...]) -> None:
+    """`check_writable` for every folder a sub-run writes (summary, resume state, weights), before it
+    trains: a read-only scratch or checkpoint folder is an error now, not after a chunk of training."""
+    chosen = settings.current()
+    roles = (("resume state", "ODECORE_SCRATCH_DIR", chosen.scratch_dir),
+             ("checkpoints", "ODECORE_CHECKPOINT_DIR", chosen.checkpoint_dir),
+             ("results", "ODECORE_RESULTS_DIR", chosen.results_dir))
+    for folder in dict.fromkeys(Path(p).parent for p in paths):
+        what, setting = next(((w, v) for w, v, root in roles if folder.resolve().is_relative_to(Path(root).resolve())),
+                             ("sub-run files", "the folder"))
+        check_writable(folder, what, setting)
+
+
+@contextlib.contextmanager
+def subrun_lock(summary: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the sub-run `summary` (a `.<name>.lock` file beside it) while it trains,
+    so that a second run of the same chapter with the same folders (another command, or a pool task)
+    waits for the first and then loads its result instead of training the same sub-run twice. Says
+    on stderr when it waits. The kernel drops the lock when its holder dies, however it dies."""
+    lock = summary.with_name(f".{summary.name}.lock")
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for sub-run {summary.stem}: another process is training it (it holds {lock}); "
+                  "its result is loaded when it finishes", file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
@@ -208,8 +247,40 @@ def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: li
         torch.save(record, rescue)
         raise ResultsError(f"the metrics of {experiment} [{profile}] cannot be written as JSON ({err}); "
                            f"the record is kept in {rescue} (torch.load it) until the metrics are fixed") from err
-    atomic_write_text(path, text)
+    write_or_keep(path, text, f"the record of {experiment} [{profile}]")
     return record
+
+
+def write_or_keep(path: Path, text: str, what: str) -> None:
+    """`atomic_write_text`, and where that fails (a full disk, a folder gone read-only) after a compute
+    that may have taken hours, keep `text` elsewhere and raise a ResultsError that says where.
+
+    Kept in a new file in the system temp folder (often another filesystem), else written to stderr.
+    """
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        kept = keep_elsewhere(text, Path(path).stem)
+        raise ResultsError(f"{what} was computed but could not be saved: {err}. It is kept {kept}; free space "
+                           f"or fix the folder, then copy it to {path} (or rerun)") from err
+
+
+def keep_elsewhere(text: str, stem: str) -> str:
+    """Write `text` to a new file in the system temp folder, else (that fails too) to stderr; return
+    where, for a message."""
+    kept = None
+    try:
+        fd, kept = tempfile.mkstemp(prefix=f"{stem}-unsaved-", suffix=".json", dir=tempfile.gettempdir())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return f"in {kept}"
+    except OSError:
+        if kept:
+            Path(kept).unlink(missing_ok=True)   # a partial copy would pass for the record
+    begin, end = f"--- unsaved {stem} ---", f"--- end of unsaved {stem} ---"
+    sys.stderr.write(f"{begin}\n{text}{end}\n")
+    sys.stderr.flush()
+    return f"on stderr only, between the lines {begin!r} and {end!r}"
 
 
 def save_benchmark(name: str, figures: dict) -> Path:
@@ -309,8 +380,13 @@ def load_arrays(record: dict) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ResultsError(f"{path} cannot be read ({err}); delete it and rerun the experiment to recompute it") from err
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        # numpy takes a file that is no zip archive for a pickle and suggests allow_pickle: not the remedy here
+        why = "not an .npz archive" if "pickle" in str(err) else f"{type(err).__name__}: {err}"
+        raise ResultsError(f"{path} cannot be read ({why}); it is truncated or corrupt. Restore it from git "
+                           f"(git checkout -- {path.name}) or delete it and run its chapter again "
+                           "(python -m odecore.experiments CHAPTER), which recomputes the arrays from the "
+                           "stored record without training") from err
     if str(arrays.pop("_stamp", "")) != _stamp(record):
         return None
     return arrays
@@ -339,7 +415,7 @@ def _seen(value: dict, trained_now: bool) -> dict:
 
 
 def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Path, ...] = (),
-                resume: tuple[Path, ...] = ()) -> dict:
+                resume: tuple[Path, ...] = (), writes: tuple[Path, ...] = ()) -> dict:
     """One sub-run of an experiment (a model, a seed, a size): every chapter's one caching rule.
 
     Returns the summary stored at `summary` when it and the files in `outputs` (e.g. the trained
@@ -349,23 +425,39 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
     that decide its result. Under rerun (--rerun, ODECORE_RERUN=1) the first call for a sub-run in this
     process deletes its summary and resume state, so it trains from its start; a later call in the
     same process (a sub-run shared by two results) gets what that retraining stored.
+
+    Before it trains, every folder it writes (those of `summary`, `outputs`, `resume` and the other
+    files in `writes`) is checked to be writable, and it takes the sub-run's lock (`subrun_lock`), so
+    a second process that wants the same sub-run waits and then loads it instead of training it twice.
     """
     summary = Path(summary)
-    if settings.current().rerun and summary not in _RETRAINED:
-        for stale in (summary, *resume):
-            Path(stale).unlink(missing_ok=True)
-    elif summary.exists() and all(Path(p).exists() for p in outputs):
-        try:
-            return _seen(json.loads(summary.read_text()), trained_now=False)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ResultsError(f"{summary} is not valid JSON ({err}); delete it to train that sub-run again") from err
-    start = time.perf_counter()
-    value = compute()
-    value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
-    atomic_write_text(summary, json.dumps(value) + "\n")
+    rerun = settings.current().rerun and summary not in _RETRAINED
+    if not rerun and (stored := _stored(summary, outputs)) is not None:
+        return _seen(stored, trained_now=False)
+    check_subrun_folders((summary, *outputs, *resume, *writes))
+    with subrun_lock(summary):
+        if rerun:
+            for stale in (summary, *resume):
+                Path(stale).unlink(missing_ok=True)
+        elif (stored := _stored(summary, outputs)) is not None:   # finished by the process this one waited for
+            return _seen(stored, trained_now=False)
+        start = time.perf_counter()
+        value = compute()
+        value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
+        write_or_keep(summary, json.dumps(value) + "\n", f"sub-run {summary.stem}")
     if settings.current().rerun:
         _RETRAINED.add(summary)
     return _seen(value, trained_now=True)
+
+
+def _stored(summary: Path, outputs: tuple[Path, ...]) -> dict | None:
+    """The finished sub-run's summary when it and its outputs exist, else None."""
+    if not (summary.exists() and all(Path(p).exists() for p in outputs)):
+        return None
+    try:
+        return json.loads(summary.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{summary} is not valid JSON ({err}); delete it to train that sub-run again") from err
 
 
 def label(record: dict) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver
+from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver, FixedGridODESolver
 
 LEAN_DOPRI5 = "lean_dopri5"
 
@@ -69,6 +69,12 @@ class ScipyLSODA:
 SOLVERS.setdefault("scipy_lsoda", ScipyLSODA)
 METHODS: tuple[str, ...] = tuple(sorted((*SOLVERS, LEAN_DOPRI5)))
 ADAPTIVE: frozenset[str] = frozenset(m for m, cls in SOLVERS.items() if issubclass(cls, AdaptiveStepsizeODESolver))
+FIXED_GRID: frozenset[str] = frozenset(m for m, cls in SOLVERS.items() if issubclass(cls, FixedGridODESolver))
+# scipy's solvers work on numpy copies: no autograd graph, gradients only through the adjoint
+NO_AUTOGRAD: frozenset[str] = frozenset({"scipy_solver", "scipy_lsoda"})
+# torchdiffeq looks these up on the dynamics (the _adjoint ones for the adjoint's backward solve)
+CALLBACKS: tuple[str, ...] = ("callback_step", "callback_accept_step", "callback_reject_step")
+ALL_CALLBACKS: tuple[str, ...] = CALLBACKS + tuple(f"{name}_adjoint" for name in CALLBACKS)
 State = Tensor | tuple[Tensor, ...]
 
 
@@ -115,6 +121,7 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
     if not isinstance(t, Tensor) or t.dim() != 1 or t.numel() < 2:
         shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
         raise ValueError(f"t must be a 1-D tensor of at least 2 times, got {shape}")
+    check_devices(z0, t)
     if not torch.isfinite(t).all():
         raise ValueError("t contains non-finite values")
     dt = t[1:] - t[:-1]
@@ -137,35 +144,126 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
                 raise ValueError(f"{kind} {name!r} of the dynamics contains non-finite values")
 
 
-def check_first_output(f0: State, z0: State, t0: float) -> None:
-    """Compare the first evaluation f(t0, z0) with z0, so that a wrong shape is named instead of
-    broadcast or flattened into a wrong answer, and NaN dynamics are named instead of reported as
-    a step size underflow. One comparison per solve, on an evaluation the solver makes anyway."""
-    z_leaves = _leaves(z0)
-    f_leaves = tuple(f0) if isinstance(f0, (tuple, list)) else (f0,)
+def check_devices(z0: State, t: Tensor) -> None:
+    """Raise ValueError unless t and every tensor of z0 are on one device that holds values: a t on
+    the meta device, or on another device than z0, otherwise fails deep inside torch."""
+    for name, x in (("t", t), *((f"z0[{i}]" if isinstance(z0, tuple) else "z0", leaf)
+                                for i, leaf in enumerate(_leaves(z0)) if isinstance(leaf, Tensor))):
+        if x.is_meta:
+            raise ValueError(f"{name} is on the meta device, which holds no values; create it on a real "
+                             "device (cpu or cuda)")
+        if x.device != t.device:
+            raise ValueError(f"t is on {t.device} but {name} is on {x.device}; put both on one device "
+                             f"(t.to({name}.device))")
+
+
+def _where(t: Tensor | float) -> str:
+    """' at t = 0.25' for an error message (reads the value: only on the error path)."""
+    return f" at t = {float(t.detach()) if isinstance(t, Tensor) else float(t):g}"
+
+
+def check_output(out: State, z: State, t: Tensor | float) -> None:
+    """Raise ValueError unless one evaluation out = func(t, z) has z's structure, shapes and dtypes.
+
+    Called on every evaluation, so that dynamics whose output changes shape part-way through a
+    solve are named instead of broadcast into a wrong answer. The rule for dtypes: the dynamics
+    return the state's dtype (a float64 slope for a float32 state would be rounded by one solver,
+    promoted by another and refused by a third). Attribute comparisons only: no synchronisation.
+    """
+    if isinstance(z, Tensor):
+        if isinstance(out, Tensor) and out.shape == z.shape and out.dtype == z.dtype:
+            return
+    elif (isinstance(out, (tuple, list)) and len(out) == len(z)
+          and all(isinstance(o, Tensor) and o.shape == s.shape and o.dtype == s.dtype for o, s in zip(out, z))):
+        return
+    z_leaves = _leaves(z)
+    f_leaves = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(f_leaves) != len(z_leaves) or not all(isinstance(f, Tensor) for f in f_leaves):
         names = ", ".join(type(f).__name__ for f in f_leaves)
-        got = f"({names})" if isinstance(f0, (tuple, list)) else names
-        raise ValueError(f"dynamics returned {got} for a state of {len(z_leaves)} tensor(s)")
-    for i, (z, f) in enumerate(zip(z_leaves, f_leaves)):
-        if z.shape != f.shape:
-            raise ValueError(f"dynamics returned shape {tuple(f.shape)} for state {i} of shape {tuple(z.shape)}")
-    if not all(torch.isfinite(f).all() for f in f_leaves):
+        got = f"({names})" if isinstance(out, (tuple, list)) else names
+        raise ValueError(f"dynamics returned {got} for a state of {len(z_leaves)} tensor(s){_where(t)}")
+    for i, (s, f) in enumerate(zip(z_leaves, f_leaves)):
+        if s.shape != f.shape:
+            raise ValueError(f"dynamics returned shape {tuple(f.shape)} for state {i} of shape {tuple(s.shape)}"
+                             f"{_where(t)}: return a tensor of the state's shape")
+        if s.dtype != f.dtype:
+            raise ValueError(f"dynamics returned {f.dtype} for state {i} of dtype {s.dtype}{_where(t)}: "
+                             f"the dynamics must return the state's dtype (convert the model or z0 with "
+                             f".to({s.dtype}) or .to({f.dtype}))")
+
+
+def check_first_output(f0: State, z0: State, t0: float) -> None:
+    """`check_output` of the first evaluation f(t0, z0), and its values finite, so that NaN dynamics
+    are named instead of reported as a step size underflow. One isfinite per solve, on an
+    evaluation the solver makes anyway."""
+    check_output(f0, z0, t0)
+    if not all(torch.isfinite(f).all() for f in _leaves(tuple(f0) if isinstance(f0, list) else f0)):
         raise SolverError(f"dynamics returned non-finite values (NaN or inf) at t0 = {t0}")
 
 
-class FirstCallCheck:
-    """func(t, z) whose first output goes through `check_first_output`; later calls pass straight on."""
+class CheckedDynamics:
+    """func(t, z) whose first output goes through `check_first_output` and every later one through
+    `check_output`. It passes torchdiffeq's callbacks (callback_step, ..._adjoint) of func on, since
+    torchdiffeq looks them up on the function it is given."""
 
     def __init__(self, func: Callable[[Tensor, State], State], z0: State):
         self.func, self.z0 = func, z0
 
     def __call__(self, t: Tensor, z: State) -> State:
         out = self.func(t, z)
-        if self.z0 is not None:
+        if self.z0 is None:
+            check_output(out, z, t)
+        else:
             z0, self.z0 = self.z0, None
             check_first_output(out, z0, float(t.detach()))
         return out
+
+    def __getattr__(self, name: str):
+        if name in ALL_CALLBACKS:
+            return getattr(self.__dict__["func"], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+def callbacks_of(func: Callable) -> list[str]:
+    """The torchdiffeq callbacks (callback_step, ...) that `func` defines."""
+    return [name for name in ALL_CALLBACKS if hasattr(func, name)]
+
+
+def check_max_steps(max_steps: int | None, method: str, t: Tensor, options: dict | None) -> None:
+    """Raise ValueError unless `max_steps` is None or a positive int the method can honour.
+
+    Adaptive methods stop with a SolverError after max_steps steps. A fixed-grid method's step count
+    is known before it starts (len(t) - 1, or |t[-1] - t[0]| / step_size), so a grid of more steps
+    is refused here instead of run; scipy's solvers count their steps themselves and take no limit.
+    """
+    if max_steps is None:
+        return
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int (or None for no limit), got {max_steps!r}")
+    if method in NO_AUTOGRAD:
+        raise ValueError(f"{method} takes no max_steps (scipy limits its own steps); leave max_steps unset")
+    if method in FIXED_GRID:
+        options = options or {}
+        if options.get("grid_constructor") is not None:
+            raise ValueError(f"{method}: max_steps cannot be checked against a grid_constructor; "
+                             "leave max_steps unset or give step_size instead")
+        step = options.get("step_size")
+        steps = len(t) - 1 if step is None else math.ceil(abs(float(t[-1] - t[0])) / step)
+        if steps > max_steps:
+            raise ValueError(f"{method} would take {steps} steps, more than max_steps={max_steps}; "
+                             "raise step_size or max_steps")
+
+
+def check_gradient_path(func: Callable, z0: State, method: str, adjoint: bool) -> None:
+    """Raise ValueError when gradients are expected (grad mode on and z0 or func's parameters
+    require grad) from a method without an autograd path, which would return an output with
+    no graph and make every gradient silently zero or missing."""
+    if method not in NO_AUTOGRAD or adjoint or not torch.is_grad_enabled():
+        return
+    params = func.parameters() if isinstance(func, nn.Module) else ()
+    if any(x.requires_grad for x in (*_leaves(z0), *params)):
+        raise ValueError(f"{method} gives no gradient through its steps (it solves on numpy copies): use "
+                         "adjoint=True for gradients, or run it under torch.no_grad() to evaluate only")
 
 
 # torchdiffeq's failures are assertions; these say what each usually means.
@@ -189,29 +287,41 @@ def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rt
              max_steps: int | None = None) -> State:
     """Solve dz/dt = func(t, z) from z(t[0]) = z0 and return z at every time in t.
 
-    The first evaluation of every solve is checked against z0 (shape, type, finite values).
+    Every evaluation is checked against the state it was given: the same structure, shapes and
+    dtype (the dynamics must return the state's dtype: a float64 slope for a float32 state is a
+    ValueError in every method), and the first one also for finite values. torchdiffeq's callbacks
+    defined on func (callback_step, callback_accept_step, callback_reject_step and their _adjoint
+    versions) are called as torchdiffeq calls them; lean_dopri5 calls none and warns.
 
     Args:
         func: dynamics; an nn.Module when `adjoint=True` (its parameters get gradients).
         z0: (batch, *dims) initial state, or a tuple of such tensors.
-        t: (T,) strictly monotone times, at least two; t[0] is the initial time.
+        t: (T,) strictly monotone times, at least two, on z0's device; t[0] is the initial time.
         adjoint: take gradients with torchdiffeq's adjoint (O(1) memory in the number of steps)
-            instead of backpropagating through the solver's operations.
+            instead of backpropagating through the solver's operations. The scipy methods have no
+            other gradient: without it they refuse inputs that require grad (under torch.no_grad()
+            they evaluate).
         adjoint_options: e.g. {"norm": "seminorm"} (Kidger et al. 2021) for the backward solve.
-        max_steps: stop an adaptive solve after this many steps with a SolverError instead of
-            letting a diverging model run for ever (training sets it; fixed-step methods ignore it).
+        max_steps: a positive int: stop an adaptive solve after this many steps with a SolverError
+            instead of letting a diverging model run for ever (training sets it). A fixed-grid method
+            (rk4, euler, ...) knows its step count up front and refuses a grid of more steps with a
+            ValueError; the scipy methods take no max_steps.
 
     Returns:
         (T, batch, *dims) solution, or a tuple of those for a tuple state.
 
     Raises:
-        ValueError: times not strictly monotone or fewer than two, non-finite or empty z0,
-            non-finite parameters or buffers, an unknown method or option, tolerances that are
-            negative or both 0, or dynamics that return the wrong shape.
+        ValueError: times not strictly monotone or fewer than two, t on the meta device or on another
+            device than z0, non-finite or empty z0, non-finite parameters or buffers, an unknown
+            method or option, tolerances that are negative or both 0, a max_steps that is not a
+            positive int or that a fixed grid exceeds, a scipy method where gradients are expected
+            without the adjoint, or dynamics that return another shape or dtype than the state's.
         SolverError: the step limit was reached, the step size underflowed, or the dynamics
             returned NaN or inf at t0.
     """
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
+    check_max_steps(max_steps, method, t, options)
+    check_gradient_path(func, z0, method, adjoint)
     if method == LEAN_DOPRI5:
         if adjoint:
             raise ValueError("lean_dopri5 backpropagates through its steps; for the adjoint use method='dopri5'")
@@ -219,16 +329,20 @@ def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rt
         unknown = set(options) - {"first_step", "max_steps", "compile"}
         if unknown:
             raise ValueError(f"lean_dopri5 takes the options first_step, max_steps and compile, not {sorted(unknown)}")
+        check_max_steps(options.get("max_steps"), method, t, None)
         first = options.get("first_step")
         if first is not None and not (math.isfinite(first) and first > 0):
             raise ValueError(f"first_step must be a finite number > 0, got {first!r}")
         if t.requires_grad:
             warnings.warn("lean_dopri5 gives no gradient for t (it reads the times as numbers); "
                           "use method='dopri5' for dL/dt", stacklevel=2)
-        return lean_dopri5(func, z0, t, rtol=rtol, atol=atol, **options)
+        if callbacks_of(func):
+            warnings.warn(f"lean_dopri5 calls no callbacks ({', '.join(callbacks_of(func))} not called); "
+                          "use method='dopri5' for them", stacklevel=2)
+        return lean_dopri5(CheckedDynamics(func, z0), z0, t, rtol=rtol, atol=atol, **options)
     if max_steps is not None and method in ADAPTIVE:
         options = {**(options or {}), "max_num_steps": max_steps}
-    checked = FirstCallCheck(func, z0)
+    checked = CheckedDynamics(func, z0)
     if adjoint:
         if not isinstance(func, nn.Module):
             raise ValueError("adjoint=True needs func to be an nn.Module, so its parameters are known")
@@ -349,8 +463,9 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
     step, step_func, counter = _stages, func, None
     if compile and torch.is_grad_enabled():
         step = compiled_stages()
-        if isinstance(func, CountNFE):               # count outside the graph: an attribute change would recompile
-            counter, step_func = func, func.func
+        inner = func.func if isinstance(func, CheckedDynamics) else func
+        if isinstance(inner, CountNFE):              # count outside the graph: an attribute change would recompile
+            counter, step_func = inner, CheckedDynamics(inner.func, None)   # still checks every evaluation
     direction = 1.0 if times[-1] > times[0] else -1.0
     end, span = times[-1], abs(times[-1] - times[0])
     f0 = func(torch.tensor(times[0], dtype=y.dtype, device=y.device), unflat(y))

@@ -62,6 +62,20 @@ def test_read_idx_rejects_truncated_and_foreign(tmp_path):
         data.read_idx(tmp_path / "float.gz")
 
 
+@pytest.mark.parametrize("damage,cause", [
+    (lambda blob: blob[:len(blob) // 2], "EOFError"),                          # cut short
+    (lambda blob: blob[:-8] + bytes([blob[-8] ^ 1]) + blob[-7:], "CRC check failed"),  # one flipped bit
+    (lambda blob: b"not a gzip file", "BadGzipFile"),
+], ids=["truncated", "bit-flipped", "not-gzip"])
+def test_an_unreadable_gz_is_named_with_the_remedy(tmp_path, damage, cause):
+    blob = idx_bytes(np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(damage(blob))
+    with pytest.raises(data.MNISTError, match=f"{path} cannot be decompressed .*{cause}.*truncated or corrupt. "
+                                              "Delete it .* or replace it with the original file"):
+        data.read_idx(path)
+
+
 def test_env_dir_comes_first_then_default(fake_files, tmp_path, monkeypatch):
     write(data.DEFAULT_DIR, fake_files)
     assert data.locate(allow_download=False) == data.DEFAULT_DIR

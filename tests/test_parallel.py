@@ -216,3 +216,53 @@ def test_mnist_pool_then_the_chapter_assembles_without_training_a_model(tmp_path
     record = json.loads((tmp_path / "results" / "mnist-smoke.json").read_text())
     # every model came from the pool; the assembly measured only Figure 1, Figure 3 and the memory
     assert record["subruns"]["count"] == n + 3 and record["subruns"]["trained_now"] == 3
+
+
+# ------------------------------------------------------------------- SIGTERM and Ctrl-C
+STOP_SCRIPT = """
+import sys, time
+from odecore.experiments import parallel
+
+todo = [parallel.Task(0, -1.0, f"sleeper {i}", time.sleep, (3600,)) for i in range(3)]   # one more than the CPUs
+sys.exit(parallel.run_command(todo, address=None, workers=2))
+"""
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> str:
+    """Read proc's stdout until a line holds `text` (what it printed so far), failing after `timeout` s."""
+    import selectors
+
+    seen = ""
+    give_up = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while text not in seen:
+            left = give_up - time.monotonic()
+            assert left > 0 and sel.select(left), f"no {text!r} in {timeout:.0f} s:\n{seen}"
+            line = proc.stdout.readline()
+            assert line, f"the pool ended before printing {text!r}:\n{seen}{proc.stderr.read()}"
+            seen += line
+    return seen
+
+
+@pytest.mark.parametrize("signum,to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_stops_the_pool_and_lists_the_unfinished_subruns(tmp_path, signum, to_group):
+    # Ctrl-C in a terminal signals the whole process group (Ray's processes too); a plain kill the driver only
+    script = tmp_path / "pool.py"
+    script.write_text(STOP_SCRIPT)
+    driver = subprocess.Popen([sys.executable, str(script)], env=_command_env(tmp_path), cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        printed = _wait_for_line(driver, "3 sub-runs on Ray", timeout=600)    # the tasks are submitted
+        (os.killpg if to_group else os.kill)(driver.pid, signum)
+        out, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    out = printed + out
+    assert driver.returncode == 128 + signum, out + err
+    assert "0 done, 0 failed, 3 unfinished" in out, out + err
+    assert all(f"  unfinished: sleeper {i}" in out for i in range(3)), out
+    assert f"{signal.Signals(signum).name}: stopping" in err
+    assert "Traceback" not in err and "Check failed" not in err, err

@@ -1,7 +1,9 @@
 """The results registry: caching by config hash, provenance, atomic writes, clear errors."""
 import dataclasses
+import errno
 import json
 import re
+import tempfile
 
 import pytest
 
@@ -50,7 +52,7 @@ def test_corrupt_file_is_an_error_not_a_retrain(content, message):
     assert path.read_text() == content  # left as it was
 
 
-def test_atomic_write_leaves_no_partial_file(monkeypatch):
+def test_atomic_write_leaves_no_partial_file(monkeypatch, tmp_path):
     results.save("toy", "full", Cfg(), {"a": 1}, seeds=[0], wall_time_s=1.0)
     path = results.path_for("toy", "full")
     before = path.read_text()
@@ -59,7 +61,8 @@ def test_atomic_write_leaves_no_partial_file(monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(results.os, "replace", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # where the unsaved record is kept
+    with pytest.raises(results.ResultsError, match="disk full"):
         results.save("toy", "full", Cfg(lr=9), {"a": 2}, seeds=[0], wall_time_s=1.0)
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # temp file cleaned up
@@ -159,7 +162,7 @@ def test_results_respect_the_umask_and_are_fsynced(monkeypatch):
     assert ".tmp" in synced[0]                          # the file, before it
 
 
-def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch, tmp_path):
     import errno
     import os
 
@@ -171,7 +174,9 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(OSError, match=f"could not write {path}: No space left on device"):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(results.ResultsError, match=f"could not write {path}: No space left on device"):
         results.save("toy", "smoke", Cfg(), {"a": 2}, seeds=[0], wall_time_s=0)
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -234,3 +239,155 @@ def test_subrun_key_names_a_misspelt_or_string_field():
     assert results.subrun_key(Cfg(), leave_out=("size",)) == results.subrun_key(Cfg())  # names nothing: leaves nothing out
     with pytest.raises(TypeError, match="not the string 'lr'"):
         results.subrun_key(Cfg(), fields="lr")
+
+
+def _disk_full(monkeypatch):
+    """Every atomic write fails as on a full disk (the folder check, an empty file, still passes)."""
+    def full(path, data):
+        raise OSError(errno.ENOSPC, f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(results, "atomic_write_bytes", full)
+
+
+def test_a_record_that_cannot_be_saved_is_kept_and_the_error_says_where(monkeypatch, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="No space left on device.*kept in (.*toy-smoke-unsaved-.*json)") as err:
+        results.cached("toy", "smoke", Cfg(), lambda: {"error": 0.25}, seeds=[0])
+    kept = re.search(r"kept in (\S+\.json)", str(err.value)).group(1)
+    record = json.loads(open(kept).read())
+    assert record["metrics"] == {"error": 0.25} and record["config_hash"] == results.config_hash(Cfg())
+    assert f"copy it to {results.path_for('toy', 'smoke')}" in str(err.value)
+
+
+def test_a_record_is_written_to_stderr_when_no_folder_takes_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="kept on stderr only"):
+        results.cached("toy", "smoke", Cfg(), lambda: {"error": 0.25}, seeds=[0])
+    printed = capsys.readouterr().err
+    body = printed.split("--- unsaved toy-smoke ---\n")[1].split("--- end of unsaved toy-smoke ---")[0]
+    assert json.loads(body)["metrics"] == {"error": 0.25}
+
+
+def test_a_subrun_summary_that_cannot_be_saved_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _disk_full(monkeypatch)
+    with pytest.raises(results.ResultsError, match="sub-run a was computed but could not be saved.*kept in"):
+        results.run_or_load(tmp_path / "scratch" / "a.json", lambda: {"loss": 1.5})
+    kept = [json.loads(p.read_text()) for p in tmp_path.glob("a-unsaved-*.json")]
+    assert [k["loss"] for k in kept] == [1.5]
+
+
+def _broken_arrays(kind: str) -> tuple[dict, "Path"]:
+    """A good record with an arrays file beside it that is damaged as `kind` says."""
+    record = results.save("toy", "smoke", Cfg(), {"a": 1}, seeds=[0], wall_time_s=0)
+    path = results.save_arrays(record, {"x": list(range(2000))})
+    blob = path.read_bytes()
+    path.write_bytes({"truncated": blob[:len(blob) // 2], "garbage": b"garbage " * 20, "empty": b"",
+                      "flipped": blob[:200] + bytes([blob[200] ^ 0xFF]) + blob[201:]}[kind])
+    return record, path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "flipped"])
+def test_an_unreadable_arrays_file_is_named_with_the_remedy(kind):
+    record, path = _broken_arrays(kind)
+    with pytest.raises(results.ResultsError, match=f"{path} cannot be read .*truncated or corrupt. Restore it "
+                                                   "from git .* or delete it and run its chapter again") as err:
+        results.cached_arrays(record, lambda: pytest.fail("must not recompute over it"))
+    assert "allow_pickle" not in str(err.value)      # numpy's advice for a pickle is not the remedy here
+
+
+def test_an_unreadable_arrays_file_is_a_one_line_error_on_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from odecore import settings
+    from odecore.experiments import cnf
+
+    record = results.save("cnf_mle", "smoke", cnf.MLE_PROFILES["smoke"], {"runs": []}, seeds=[0], wall_time_s=0)
+    path = results.save_arrays(record, {"x": [1.0, 2.0]})
+    path.write_bytes(path.read_bytes()[:40])
+    env = {k: v for k, v in os.environ.items() if k not in ("ODECORE_PROFILE", "ODECORE_RERUN")}
+    out = subprocess.run([sys.executable, "-m", "odecore.experiments", "cnf", "--profile", "smoke"],
+                         capture_output=True, text=True, cwd=settings.ROOT, timeout=600,
+                         env={**env, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"error: {path} cannot be read" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("where,what", [("scratch", "resume state"), ("checkpoints", "checkpoints")])
+def test_an_unwritable_subrun_folder_is_found_before_training(monkeypatch, tmp_path, where, what):
+    # as root a chmod does not stop a write, so the unwritable folder is one inside a file
+    (tmp_path / "a-file").write_text("")
+    variable = {"scratch": "ODECORE_SCRATCH_DIR", "checkpoints": "ODECORE_CHECKPOINT_DIR"}[where]
+    monkeypatch.setenv(variable, str(tmp_path / "a-file" / where))
+    scratch, checkpoints = results.scratch_dir(), results.checkpoint_dir()
+    with pytest.raises(results.ResultsError, match=f"cannot write {what} to .*a-file/{where}.* set {variable}"):
+        results.run_or_load(scratch / "a.json", lambda: pytest.fail("trained before the check"),
+                            outputs=(checkpoints / "a.pt",), resume=(scratch / "a.pt",))
+
+
+LOCK_SCRIPT = """
+import sys, time
+from pathlib import Path
+from odecore import results
+
+folder, name = Path(sys.argv[1]), sys.argv[2]
+
+def compute():
+    print(f"{name} trains", flush=True)
+    while not (folder / "go").exists():   # the test says when to finish
+        time.sleep(0.05)
+    return {"trained_by": name}
+
+print(results.run_or_load(folder / "sub.json", compute)["trained_by"], flush=True)
+"""
+
+
+def _first_line(proc, timeout: float) -> tuple[str, str]:
+    """("stdout" or "stderr", line): the first line `proc` prints on either, or ("", "") after `timeout` s."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        for key, _ in sel.select(timeout):
+            return key.data, key.fileobj.readline()
+    return "", ""
+
+
+def test_a_second_run_waits_for_the_first_and_loads_its_subrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from odecore import settings
+
+    script = tmp_path / "subrun.py"
+    script.write_text(LOCK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path), name], cwd=settings.ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("first")
+    second = None
+    try:
+        assert first.stdout.readline() == "first trains\n", first.stderr.read()
+        second = start("second")
+        said = _first_line(second, timeout=120)                  # said before it blocks on the lock
+        assert said[0] == "stderr" and "waiting for sub-run sub: another process is training it" in said[1], said
+        (tmp_path / "go").write_text("")
+        out_first, _ = first.communicate(timeout=120)
+        out_second, err_second = second.communicate(timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert out_first.splitlines()[-1] == "first"
+    assert out_second.splitlines() == ["first"], out_second + err_second     # loaded, never trained

@@ -303,3 +303,159 @@ def test_unclear_inputs_are_named():
 def test_adjoint_needs_module():
     with pytest.raises(ValueError, match="nn.Module"):
         odesolve(lambda t, z: -z, torch.ones(1, 1), torch.tensor([0.0, 1.0]), adjoint=True)
+
+
+# --------------------------------------------------------------- issue 22: callbacks, later evaluations, settings
+class Counted(Decay):
+    """Decay with torchdiffeq's callbacks, each counting its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = {name: 0 for name in ("callback_step", "callback_accept_step", "callback_reject_step",
+                                          "callback_step_adjoint")}
+
+    def _count(self, name):
+        self.calls[name] += 1
+
+    def callback_step(self, t0, y0, dt):
+        self._count("callback_step")
+
+    def callback_accept_step(self, t0, y0, dt):
+        self._count("callback_accept_step")
+
+    def callback_reject_step(self, t0, y0, dt):
+        self._count("callback_reject_step")
+
+    def callback_step_adjoint(self, t0, y0, dt):
+        self._count("callback_step_adjoint")
+
+
+@pytest.mark.filterwarnings("ignore:Solver 'rk4' does not support callbacks")   # the accept and reject ones
+@pytest.mark.parametrize("method,adjoint", [("dopri5", False), ("dopri5", True), ("bosh3", False), ("rk4", False)])
+def test_callbacks_are_called_as_torchdiffeq_calls_them(method, adjoint):
+    from torchdiffeq import odeint_adjoint
+
+    z0, t = torch.tensor([[1.0], [2.0]]), torch.tensor([0.0, 3.0])
+    options = {"step_size": 0.25} if method == "rk4" else None
+    counts = []
+    for solve in ("odesolve", "torchdiffeq"):
+        func = Counted()
+        if solve == "odesolve":
+            z = odesolve(func, z0, t, rtol=1e-3, atol=1e-6, method=method, options=options, adjoint=adjoint)
+        else:
+            plain = odeint_adjoint if adjoint else odeint
+            z = plain(func, z0, t, rtol=1e-3, atol=1e-6, method=method, options=options)
+        z[-1].sum().backward()
+        counts.append(func.calls)
+    assert counts[0] == counts[1]
+    assert counts[0]["callback_step"] > 0
+    assert (counts[0]["callback_step_adjoint"] > 0) == adjoint
+
+
+def test_lean_dopri5_says_it_calls_no_callbacks():
+    with pytest.warns(UserWarning, match="lean_dopri5 calls no callbacks"):
+        odesolve(Counted(), torch.ones(1, 1), torch.tensor([0.0, 1.0]), method="lean_dopri5")
+
+
+class Changing(nn.Module):
+    """Dynamics right on the first evaluations and wrong (shape or dtype) from the `after`-th on."""
+
+    def __init__(self, wrong, after: int = 3):
+        super().__init__()
+        self.wrong, self.after, self.calls = wrong, after, 0
+
+    def forward(self, t, z):
+        self.calls += 1
+        if self.calls >= self.after:
+            return self.wrong(z)
+        return tuple(-x for x in z) if isinstance(z, tuple) else -z
+
+
+SOLVE_METHODS = [("dopri5", False), ("dopri5", True), ("rk4", False), ("euler", False), ("bosh3", False),
+                 ("lean_dopri5", False)]
+
+
+@pytest.mark.parametrize("method,adjoint", SOLVE_METHODS)
+def test_a_shape_that_changes_after_the_first_evaluation_is_named(method, adjoint):
+    func = Changing(lambda z: -z[:, :1])            # (3, 1) for a (3, 2) state: dopri5 and rk4 broadcast it
+    options = {"step_size": 0.1} if method in ("rk4", "euler") else None
+    with pytest.raises(ValueError, match=r"shape \(3, 1\) for state 0 of shape \(3, 2\) at t = "):
+        odesolve(func, torch.ones(3, 2), torch.tensor([0.0, 1.0]), method=method, options=options, adjoint=adjoint)
+
+
+@pytest.mark.parametrize("method,adjoint", SOLVE_METHODS)
+@pytest.mark.parametrize("after", [1, 3])
+def test_dynamics_must_return_the_states_dtype(method, adjoint, after):
+    # float64 slopes for a float32 state: dopri5 and rk4 accepted them, lean_dopri5 failed in addmv
+    func = Changing(lambda z: -z.double(), after)
+    options = {"step_size": 0.1} if method in ("rk4", "euler") else None
+    with pytest.raises(ValueError, match="returned torch.float64 for state 0 of dtype torch.float32 .*state's dtype"):
+        odesolve(func, torch.ones(3, 2), torch.tensor([0.0, 1.0]), method=method, options=options, adjoint=adjoint)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "lean_dopri5"])
+def test_tuple_state_outputs_are_checked_on_every_evaluation(method):
+    func = Changing(lambda z: (-z[0], -z[1].double()))
+    with pytest.raises(ValueError, match="returned torch.float64 for state 1 of dtype torch.float32"):
+        odesolve(func, (torch.ones(2), torch.ones(3)), torch.tensor([0.0, 1.0]), method=method)
+    func = Changing(lambda z: -z[0])
+    with pytest.raises(ValueError, match=r"dynamics returned Tensor for a state of 2 tensor\(s\) at t = "):
+        odesolve(func, (torch.ones(2), torch.ones(3)), torch.tensor([0.0, 1.0]), method=method)
+
+
+@pytest.mark.parametrize("max_steps", [-1, 0, 2.5, True, "100"])
+@pytest.mark.parametrize("method", ["dopri5", "lean_dopri5", "rk4"])
+def test_max_steps_must_be_a_positive_int(method, max_steps):
+    func = CountNFE(Decay())
+    with pytest.raises(ValueError, match=f"max_steps must be a positive int .*got {max_steps!r}"):
+        odesolve(func, torch.ones(1, 1), torch.tensor([0.0, 1.0]), method=method, max_steps=max_steps,
+                 options={"step_size": 0.1} if method == "rk4" else None)
+    assert func.nfe == 0
+
+
+def test_fixed_grid_methods_honour_max_steps_up_front():
+    func = CountNFE(Decay())
+    z0, t = torch.ones(1, 1), torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="rk4 would take 100 steps, more than max_steps=50"):
+        odesolve(func, z0, t, method="rk4", options={"step_size": 0.01}, max_steps=50)
+    with pytest.raises(ValueError, match="euler would take 4 steps, more than max_steps=3"):
+        odesolve(func, z0, torch.linspace(0, 1, 5), method="euler", max_steps=3)
+    assert func.nfe == 0
+    odesolve(func, z0, t, method="rk4", options={"step_size": 0.01}, max_steps=100)
+    assert func.nfe == 400
+    with pytest.raises(ValueError, match="scipy_lsoda takes no max_steps"):
+        odesolve(func, z0, t, method="scipy_lsoda", max_steps=100)
+
+
+@pytest.mark.parametrize("where", ["t", "z0"])
+def test_a_meta_device_is_named(where):
+    z0, t = torch.ones(1, 1), torch.tensor([0.0, 1.0])
+    if where == "t":
+        t = t.to("meta")
+    else:
+        z0 = z0.to("meta")
+    with pytest.raises(ValueError, match=f"{where} is on the meta device"):
+        odesolve(Decay(), z0, t)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
+def test_t_on_another_device_than_z0_is_named():
+    with pytest.raises(ValueError, match="t is on cpu but z0 is on cuda"):
+        odesolve(Decay().cuda(), torch.ones(1, 1, device="cuda"), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("needs", ["parameters", "z0"])
+def test_scipy_lsoda_refuses_to_drop_the_gradient_silently(needs):
+    func, z0 = Decay(), torch.ones(2, 1)
+    if needs == "z0":
+        func.requires_grad_(False)
+        z0.requires_grad_(True)
+    with pytest.raises(ValueError, match="scipy_lsoda gives no gradient .*adjoint=True.*torch.no_grad"):
+        odesolve(func, z0, torch.tensor([0.0, 1.0]), method="scipy_lsoda")
+    with torch.no_grad():                                    # evaluation only: fine
+        z = odesolve(func, z0, torch.tensor([0.0, 1.0]), rtol=1e-8, atol=1e-8, method="scipy_lsoda")
+    assert z[-1, 0, 0].item() == pytest.approx(math.exp(-1.5), rel=1e-5)
+    if needs == "parameters":                                # the adjoint gives the gradient
+        odesolve(func, z0, torch.tensor([0.0, 1.0]), rtol=1e-8, atol=1e-8, method="scipy_lsoda",
+                 adjoint=True)[-1].sum().backward()
+        assert func.k.grad.item() == pytest.approx(-2 * math.exp(-1.5), rel=1e-4)

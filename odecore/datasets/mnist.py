@@ -18,6 +18,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -139,8 +140,17 @@ def locate(*, allow_download: bool = True, fetch: Callable[[str, Path], None] | 
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse a gzip-compressed IDX file (unsigned bytes) into an array of its stated shape."""
-    data = gzip.decompress(Path(path).read_bytes())
+    """Parse a gzip-compressed IDX file (unsigned bytes) into an array of its stated shape.
+
+    Raises MNISTError naming the file when it is no gzip stream, is cut short, or fails gzip's CRC
+    (a flipped bit), instead of gzip's bare EOFError or BadGzipFile.
+    """
+    try:
+        data = gzip.decompress(Path(path).read_bytes())
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        kind = "zlib.error" if isinstance(err, zlib.error) else type(err).__name__
+        raise MNISTError(f"{path} cannot be decompressed ({kind}: {err}): it is truncated or corrupt. "
+                         f"Delete it (it is downloaded again) or replace it with the original file.\n{FIX}") from err
     magic = int.from_bytes(data[:4], "big")
     if magic >> 8 != 0x08 or not 1 <= magic & 0xFF <= 3:  # 0x08: unsigned byte; then the number of dims
         raise MNISTError(f"{path}: not an unsigned-byte IDX file (magic {magic:#x})")

@@ -467,7 +467,8 @@ def subrun(profile: str, cfg: Config, mnist: data.MNIST, name: str, seed: int, *
     key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
     stem = _parts_dir(profile) / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights beside it
     return results.run_or_load(stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
-                               resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt")))
+                               resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt")),
+                               writes=(weights_path(profile, name, seed),))
 
 
 def train_subrun(profile: str, name: str, seed: int, progress: bool = False) -> dict:

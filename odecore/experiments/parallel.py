@@ -23,7 +23,11 @@ linger, about a minute); on a remote cluster Ray ends a dead driver's tasks.
 The pool writes no result records: run each chapter's command afterwards, which finds every
 sub-run done and assembles the record.
 
-Command line (exit status 1 when any sub-run failed or was left unfinished):
+SIGTERM (a plain `kill`) and Ctrl-C stop the pool the same way: the running tasks are cancelled, the
+unfinished sub-runs listed, Ray shut down, and the command exits with 143 or 130 (a second signal
+exits at once).
+
+Command line (exit status 1 when any sub-run failed or was left unfinished, 128 + N after signal N):
     python -m odecore.experiments.parallel --profile full --workers 14 --deadline 540
     python -m odecore.experiments.parallel --profile full --address auto   # on a node of a running cluster
 """
@@ -34,6 +38,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -53,6 +58,7 @@ FORWARDED_SETTINGS = {"ODECORE_SCRATCH_DIR": "scratch_dir", "ODECORE_CHECKPOINT_
                       "ODECORE_RESULTS_DIR": "results_dir", "ODECORE_MNIST_DIR": "mnist_dir"}
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2   # tasks return small summaries; Ray's floor is 75 MiB
 CANCEL_WAIT_S = 30.0                       # how long cancelled tasks get to report back
+POLL_S = 1.0                               # how often the pool looks at its stop event between results
 
 
 @dataclass(order=True)
@@ -185,12 +191,15 @@ def start_ray(address: str | None = None, workers: int | None = None) -> bool:
     return True
 
 
-def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_task: float = 1.0) -> Report:
-    """Train `todo` as Ray tasks on the cluster ray.init() reached, until done or `deadline_s` seconds pass.
+def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_task: float = 1.0,
+             stop: threading.Event | None = None) -> Report:
+    """Train `todo` as Ray tasks on the cluster ray.init() reached, until done, `deadline_s` seconds
+    pass, or `stop` is set (the command's signal handlers set it).
 
     Each task takes one CPU; a `gpu` task also takes `gpus_per_task` GPUs and runs on CUDA when the
-    cluster has GPUs. Tasks still running at the deadline are cancelled and listed as unfinished;
-    a task that raised, whose worker died, or whose result carries "failed" is listed as failed.
+    cluster has GPUs. Tasks still running at the deadline or the stop are cancelled and listed as
+    unfinished; a task that raised, whose worker died, or whose result carries "failed" is listed as
+    failed (after a stop, one that ended with an error is listed as unfinished: the stop may have ended it).
     """
     import ray
 
@@ -206,6 +215,7 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
           + (f"; {n_gpu} of the sub-runs on GPUs" if n_gpu else ""), flush=True)
     report = Report()
     start = time.perf_counter()
+    stop = stop or threading.Event()
 
     def collect(ref: ray.ObjectRef) -> None:
         label = pending.pop(ref)
@@ -216,6 +226,9 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
             report.unfinished.append(label)
             return
         except Exception as err:  # the task raised, or its worker died: report it, go on
+            if stop.is_set():     # a Ctrl-C reaches the workers too: not a failure of the sub-run
+                report.unfinished.append(label)
+                return
             report.failed[label] = _reason(err)
             print(f"{stamp} FAILED {label}: {report.failed[label]}", flush=True)
             return
@@ -227,14 +240,14 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
             print(f"{stamp} done {label} in {took:.0f} s: {_summary(out)}", flush=True)
 
     try:
-        while pending:
+        while pending and not stop.is_set():
             left = deadline_s - (time.perf_counter() - start)
             if left <= 0:
                 break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 60.0))
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, POLL_S))
             for ref in ready:
                 collect(ref)
-    finally:   # the deadline, or the driver stopped (Ctrl-C): stop what still runs
+    finally:   # the deadline, a stop, or an error in the driver: stop what still runs
         for ref in pending:
             ray.cancel(ref, force=True)          # kills the worker; the sub-run keeps its last saved chunk
         if pending:
@@ -251,7 +264,57 @@ def run_pool(todo: list[Task], deadline_s: float = float("inf"), *, gpus_per_tas
         print(f"  failed: {label}: {why}")
     for label in report.unfinished:
         print(f"  unfinished: {label}")
+    if report.unfinished:
+        print("Run the same command again to resume the unfinished sub-runs from their last saved chunk.")
+    sys.stdout.flush()
     return report
+
+
+class StopOnSignal:
+    """SIGTERM and SIGINT (Ctrl-C) set `event` instead of raising in the middle of a Ray call, so the
+    pool cancels its tasks, lists the unfinished ones and returns; a second signal exits at once
+    (a local cluster dies with its driver). Installed after ray.init, whose own SIGTERM handler
+    would otherwise exit from inside a Ray call and crash it."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.event, self.signum = threading.Event(), None
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.event.is_set():
+            os.write(2, f"{name} again: exiting now\n".encode())   # os.write: no buffer a handler could re-enter
+            os._exit(128 + signum)
+        self.signum = signum
+        self.event.set()
+        os.write(2, f"{name}: stopping; cancelling the running sub-runs (their saved chunks are kept)\n".encode())
+
+    @property
+    def exit_status(self) -> int | None:
+        """128 + the signal's number once stopped (130 for Ctrl-C, 143 for SIGTERM), else None."""
+        return None if self.signum is None else 128 + self.signum
+
+
+def run_command(todo: list[Task], *, address: str | None = None, workers: int | None = None,
+                deadline_s: float = float("inf"), gpus_per_task: float = 1.0) -> int:
+    """Start or reach Ray, train `todo`, shut Ray down; the exit status: 0 when every sub-run
+    finished, 128 + the signal's number when SIGTERM or Ctrl-C stopped it, else 1."""
+    import ray
+
+    stopper = StopOnSignal()
+    stopper.install()                 # a signal during the start is kept, and stops the pool at once
+    start_ray(address, workers)
+    stopper.install()                 # ray.init installed its own SIGTERM handler
+    try:
+        report = run_pool(todo, deadline_s, gpus_per_task=gpus_per_task, stop=stopper.event)
+    finally:
+        ray.shutdown()   # ends a local cluster; leaves a remote one running
+    return stopper.exit_status or (0 if report.ok else 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,16 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in todo:
             print(f"{t.priority} {-t.neg_cost:8.0f} s  {'gpu ' if t.gpu else ''}{t.label}")
         return 0
-    import ray
-
-    # A plain `kill` ends the pool as Ctrl-C does: unfinished tasks are cancelled and listed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    start_ray(args.address, args.workers)
-    try:
-        report = run_pool(todo, args.deadline, gpus_per_task=args.gpus_per_task)
-    finally:
-        ray.shutdown()   # ends a local cluster; leaves a remote one running
-    return 0 if report.ok else 1
+    return run_command(todo, address=args.address, workers=args.workers, deadline_s=args.deadline,
+                       gpus_per_task=args.gpus_per_task)
 
 
 if __name__ == "__main__":

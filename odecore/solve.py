@@ -497,7 +497,9 @@ def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *,
         last = h >= abs(end - now)               # this step reaches t[-1]: land on it
         dt = end - now if last else direction * h
         now_dt = torch.tensor((now, dt), dtype=y.dtype, device=y.device)
-        stage, slopes = step(step_func, y, k1, now_dt[0], now_dt[1], a_rows, c, flat, unflat)   # y_new, slopes (n, 7)
+        # the first step from a data z0 that needs no gradient runs as written: compiling it too would
+        # compile a second graph for one step
+        stage, slopes = (step if y.requires_grad else _stages)(step_func, y, k1, now_dt[0], now_dt[1], a_rows, c, flat, unflat)   # y_new, slopes (n, 7)
         if counter is not None:
             counter.nfe += 6
         with torch.no_grad():

@@ -597,6 +597,68 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def latent_breakdown(profile: str, method: str, iters: int = 30) -> dict:
+    """Where odecore's latent ODE iteration spends its time (ms per iteration, medians): the encoder's forward
+    and backward, the solve's forward and its backward (from z0, through the solver's stages), and the rest
+    (decoder, likelihood, KL, Adam) as the full iteration minus those. Same model, batch and eps as the
+    latent ODE row."""
+    import torch
+
+    job = latent_ode_jobs(profile)[0]
+    data = {k: torch.from_numpy(v) for k, v in job["arrays"].items()}
+    from odecore.experiments import latent_ode as lat
+
+    model = lat.build("latent_ode", lat.PROFILES[profile])
+    model.load_state_dict(job["state"])
+    model.solver["method"], options = solver_options(method)
+    if options:
+        model.solver["options"] = options
+    opt = torch.optim.Adam(model.parameters(), lr=job["lr"])
+    x, t_obs, idx, ts = data["x"], data["t_obs"], data["idx"], data["ts"]
+
+    opt_start = opt.state_dict()
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(iters + 1):
+            model.load_state_dict(job["state"])              # every call from the same weights
+            opt.load_state_dict(opt_start)
+            tick = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - tick)
+        return 1e3 * statistics.median(times[1:])          # the first call warms up (and compiles)
+
+    def encoder() -> None:
+        mean, std = model.encoder(x, t_obs)
+        (mean.sum() + std.sum()).backward()
+
+    with torch.no_grad():
+        mean, std = model.encoder(x, t_obs)
+    z0 = (mean + std * data["eps"]).requires_grad_(True)      # the iteration's own z0: the same solve
+
+    def solve_forward():
+        return model.latent_path(z0, ts)
+
+    def solve_both() -> None:
+        solve_forward().square().sum().backward()
+
+    def iteration() -> None:
+        torch.manual_seed(job["eps_seed"])
+        loss = -model.elbo(x, t_obs, idx, data["t_grid"])[0].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    parts = {"encoder, forward and backward": timed(encoder), "solve, forward": timed(solve_forward)}
+    parts["solve, backward"] = timed(solve_both) - parts["solve, forward"]
+    total = timed(iteration)
+    parts["decoder, loss and Adam"] = total - sum(parts.values())
+    model.load_state_dict(job["state"])
+    model.func.reset()
+    solve_forward()
+    return {"method": method, "ms_per_iteration": total, "parts_ms": parts, "nfe_forward": model.func.reset()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
@@ -607,6 +669,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the chapters' settings (full) or their smoke profile (tests)")
     parser.add_argument("--no-jax", action="store_true", help="odecore rows only, as without JAX installed")
     parser.add_argument("--save", action="store_true", help="write data/results/diffrax_benchmark.json")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the parts of odecore's latent ODE iteration (where its time goes)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -641,6 +705,12 @@ def main(argv: list[str] | None = None) -> dict:
                 report(r)
             out["rows"] += rows
     out["summary"] = summary(out["rows"])
+    if args.breakdown:
+        torch.set_num_threads(args.threads)
+        out["latent_ode_breakdown"] = [latent_breakdown(args.profile, m) for m in ODECORE_METHODS]
+        for b in out["latent_ode_breakdown"]:
+            print(f"latent ODE iteration, {b['method']}: {b['ms_per_iteration']:.1f} ms = "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in b["parts_ms"].items()), flush=True)
     out["load_average"] = list(os.getloadavg())   # the machine may be shared: say how busy it was
     print(f"load average {out['load_average'][0]:.2f} (1 min), {out['load_average'][1]:.2f} (5 min)")
     if args.save:

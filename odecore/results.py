@@ -293,6 +293,16 @@ def save_benchmark(name: str, figures: dict) -> Path:
     return path
 
 
+def load_benchmark(name: str) -> dict | None:
+    """A benchmark's saved figures (`save_benchmark`): the results folder's, else the committed copy in
+    data/results/ (a page built with another results folder still shows the measured figures), else None."""
+    for folder in (results_dir(), ROOT / "data" / "results"):
+        path = folder / f"{name}_benchmark.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
 def load(experiment: str, profile: str) -> Record | None:
     """The stored record, None if there is none; ResultsError if the file is unusable."""
     path = path_for(experiment, profile)

@@ -369,5 +369,8 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
 
 
 def label(record: dict) -> str:
-    """Short provenance tag for tables and captions: 'profile reduced, cpu (2 threads), 2026-11-25'."""
-    return f"profile {record['profile']}, {record.get('device_name', '?')}, {record.get('date', '?')[:10]}"
+    """Short provenance tag for tables and captions: 'profile reduced, 1 CPU thread, 2026-11-25', with the device the
+    training ran on (odecore.compute.devices, the formatter every page uses), not that of the assembling run."""
+    from odecore import compute
+
+    return f"profile {record['profile']}, {compute.devices(record)}, {record.get('date', '?')[:10]}"

@@ -123,3 +123,14 @@ def test_code_a_reader_sees_fits_the_column():
     """BOOK.md: code that teaches stays visible and fits the column: 80 characters a line at most."""
     long = [(page, cell, line) for page, cell, line in visible_code() if len(line) > 80]
     assert not long, long
+
+
+def test_a_records_device_is_where_its_training_ran_in_words():
+    """One formatter (odecore.compute.devices) for every page: the runs' own devices, not the assembling run's."""
+    from odecore import compute
+
+    record = {"profile": "full", "date": "2026-11-25T10:00", "device_name": "cpu (2 threads)",
+              "metrics": {"runs": [{"train_time_s": 3600.0, "device_name": "cpu (1 threads)"}] * 2}}
+    assert compute.devices(record) == "1 CPU thread"
+    assert results.label(record) == "profile full, 1 CPU thread, 2026-11-25"
+    assert compute.of({**record, "metrics": {}, "wall_time_s": 5.0}).source == compute.NO_TRAINING

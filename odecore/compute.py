@@ -119,3 +119,16 @@ def device_words(name: str) -> str:
         n = int(threads.group(1))
         return f"{n} CPU thread{'s' if n != 1 else ''}"
     return name
+
+
+def book_total() -> str:
+    """What the book's results cost, said once for every page: the records the chapters show, and every stored
+    record (the smaller profiles' too, which some tables set beside them)."""
+    from odecore import results
+    from odecore.experiments import MODULES
+
+    shown_records = list(shown().values())
+    every = [results.load(e, p) for e in MODULES for p in results.available_profiles(e) if p != "smoke"]
+    return (f"The results the book shows (for each experiment, the profile its chapter displays) took "
+            f"{describe(total(shown_records))} of training; every stored record, the smaller profiles' too, "
+            f"took {describe(total(every))}.")

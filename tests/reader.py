@@ -79,7 +79,7 @@ REPRS = [
 MAX_SIGNIFICANT = 4          # the book's convention: numbers are shown with at most four significant digits
 NUMBER = re.compile(r"(?<![\w./])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not inside a DOI or path
 # A number in e-notation (3.8e-06): the book writes 3.81 × 10⁻⁶ (odecore.tables.number), code and outputs aside.
-ENOTATION = re.compile(r"(?<![\w.])-?\d+(\.\d+)?e[-+]?\d+(?![\w.])")
+ENOTATION = re.compile(r"(?<![\w.])-?\d+(\.\d+)?e[-+]\d+(?!\w|\.\d)")   # a sign: not a hex commit (434001e0)
 PATHS = re.compile(r"(?<![\w.])(/(work|home|root|tmp|usr|opt|mnt|var)/[\w.+-]+|\.venv/|site-packages|[A-Z]:\\\\)")
 UI_TEXT = re.compile(r"Show code cell|Hide code cell|Skip to main content|Back to top|Toggle navigation|"
                      r"Copy to clipboard|Print to PDF|Download source file|Edit this page|Previous\s*$|Next\s*$", re.MULTILINE)

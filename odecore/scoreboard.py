@@ -104,12 +104,14 @@ def page_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         "status": list(df["status"]),
         "record": [f'<span class="record">{x}</span>' if x != "-" else x for x in df["source"]]})
     headline = df["paper"].map(lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)) | df["claim"]
-    return frame[headline.to_numpy()].reset_index(drop=True), frame[~headline.to_numpy()].reset_index(drop=True)
+    detail = frame[~headline.to_numpy()].drop(columns="paper")   # the paper gives none of these a number
+    return frame[headline.to_numpy()].reset_index(drop=True), detail.reset_index(drop=True)
 
 
 def page_frame() -> pd.DataFrame:
     """Headline and detail together (`page_frames`)."""
-    return pd.concat(page_frames(), ignore_index=True)
+    headline, detail = page_frames()
+    return pd.concat([headline, detail.assign(paper="-")[headline.columns]], ignore_index=True)
 
 
 def _rows() -> list[dict]:

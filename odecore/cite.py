@@ -2,7 +2,9 @@
 
 `bibtex()` is the entry for the book; the repository's CITATION.bib is `bibtex()` without a commit (a test
 keeps them equal), and the reproduction page prints it with the commit and date of the build's checkout.
-`example()` is the "how to cite a number" sentence, built from a stored record.
+`example()` is the "how to cite a number" sentence, built from a stored record. Both are written into the page
+when Sphinx builds it (book/_ext/build_info.py), never by an executed notebook, whose output the execution cache
+could keep from an older commit.
 """
 from __future__ import annotations
 
@@ -44,8 +46,9 @@ def bibtex(commit: str | None = None, date: str | None = None) -> str:
     return f"@software{{odecore_reproduction,\n{body}\n}}\n"
 
 
-def example(experiment: str = "mnist", profile: str | None = None) -> str:
-    """A citation of one number, from a stored record: the ODE-Net's test error of Table 1 by default."""
+def example(experiment: str = "mnist", profile: str | None = None, commit: str | None = None) -> str:
+    """A citation of one number, from a stored record: the ODE-Net's test error of Table 1 by default, at `commit`
+    (the build's: book/_ext/build_info.py passes it)."""
     from odecore import scoreboard
     from odecore.tables import mean_sd
 
@@ -56,8 +59,7 @@ def example(experiment: str = "mnist", profile: str | None = None) -> str:
         return f"no {experiment} result is stored yet: run python -m odecore.experiments {experiment}"
     record = results.load(experiment, profile)
     row = record["metrics"]["table1"]["odenet"]
-    where = checkout()
-    at = f", commit {where[0][:12]}" if where else ""
-    return (f"ODE-Net test error {mean_sd(row['test_error'], digits=2)} % over {len(row['seeds'])} seeds, "
+    at = f", commit {commit[:12]}" if commit else ""
+    return (f"ODE-Net test error {mean_sd(row['test_error'])} % over {len(row['seeds'])} seeds, "
             f"{profile} profile (odecore {version()}{at}, data/results/{results.path_for(experiment, profile).name}, "
             f"reproduction page row #{scoreboard.anchor('Table 1', 'ODE-Net test error')})")

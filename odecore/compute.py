@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 
 THREADS = re.compile(r"cpu \((\d+) threads?\)")
+# A record that trains nothing (it measures, or evaluates stored models): its compute is its own run's time.
+NO_TRAINING = "no training: the time of the run that made the record"
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Compute:
     hours: float           # training wall hours, summed over the pieces
     cpu_core_hours: float
     gpu_hours: float
-    source: str            # how the hours were read: "13 runs", "15 epochs", "one run", "wall time"
+    source: str            # how the hours were read: "13 runs", "15 epochs", "one run", or NO_TRAINING
     devices: tuple[str, ...]
 
 
@@ -54,7 +56,7 @@ def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
         return [(e["time_s"], device) for e in history], f"{len(history)} epochs"
     if "train_time_s" in m:
         return [(m["train_time_s"], device)], "one run"
-    return [(record.get("wall_time_s") or 0.0, device)], "wall time"
+    return [(record.get("wall_time_s") or 0.0, device)], NO_TRAINING
 
 
 def of(record: dict) -> Compute:
@@ -103,6 +105,13 @@ def total(records: list[dict]) -> Compute:
                    f"{len(each)} records", tuple(sorted({d for c in each for d in c.devices})))
 
 
+def devices(record: dict) -> str:
+    """Where a record's training ran, in words, from the pieces themselves ('1 CPU thread'; '1 CPU thread; 2 CPU
+    threads' where they differ): the one formatter of a record's device on every page (results.label uses it).
+    A record's own device_name is that of the run that assembled it, which need not be the training's."""
+    return "; ".join(device_words(d) for d in of(record).devices) or "?"
+
+
 def device_words(name: str) -> str:
     """A record's device name as prose: 'cpu (1 threads)' -> '1 CPU thread', 'cuda (NVIDIA H100)' unchanged."""
     threads = THREADS.fullmatch(name.strip())
@@ -110,3 +119,16 @@ def device_words(name: str) -> str:
         n = int(threads.group(1))
         return f"{n} CPU thread{'s' if n != 1 else ''}"
     return name
+
+
+def book_total() -> str:
+    """What the book's results cost, said once for every page: the records the chapters show, and every stored
+    record (the smaller profiles' too, which some tables set beside them)."""
+    from odecore import results
+    from odecore.experiments import MODULES
+
+    shown_records = list(shown().values())
+    every = [results.load(e, p) for e in MODULES for p in results.available_profiles(e) if p != "smoke"]
+    return (f"The results the book shows (for each experiment, the profile its chapter displays) took "
+            f"{describe(total(shown_records))} of training; every stored record, the smaller profiles' too, "
+            f"took {describe(total(every))}.")

@@ -53,3 +53,17 @@ ITEMS: list[dict] = [
     {"id": "Figure 9", "what": "latent space interpolation", "chapter": "latent_ode", "experiment": "latent_ode"},
     {"id": "Figure 10", "what": "reconstructions from 30/50/100 points", "chapter": "latent_ode", "experiment": "latent_ode"},
 ]
+
+
+def printed(x) -> str:
+    """One of the paper's numbers as the paper prints it: Table 1 with two decimals (1.60 %, 0.60 M), Table 2 with
+    four (0.3937); any other to up to four significant digits. The book's own numbers go through tables.number."""
+    from odecore.tables import number
+
+    if isinstance(x, str) or x is None:
+        return "-" if x is None else x
+    if any(x == row[k] for row in TABLE1.values() for k in ("test_error", "params_m")):
+        return f"{x:.2f}"
+    if any(x == v for row in TABLE2.values() for v in row.values()):
+        return f"{x:.4f}"
+    return number(x, 4, zeros=False)

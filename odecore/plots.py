@@ -208,7 +208,7 @@ def layout_problems(fig) -> list[str]:
     """What a reader of the printed page would stumble on in `fig`, one sentence each (none: it reads):
     text printed under MIN_PRINTED_PT; texts drawn over each other; an axis label longer than its axis;
     anything reaching past the figure's edge; a panel with no data (an empty grid cell or a legend on
-    its own); a legend drawn over data; rounded boxes (a diagram's) overlapping."""
+    its own); a legend or a label drawn over data; rounded boxes (a diagram's) overlapping."""
     from matplotlib.patches import FancyBboxPatch
 
     texts = _drawn_texts(fig)
@@ -245,6 +245,15 @@ def layout_problems(fig) -> list[str]:
             for b in patches[i + 1:]:
                 if a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1:
                     found.append(f"boxes of panel {ax.get_title()!r} overlap")
+    for ax in fig.axes:   # a label placed in a panel (ax.text, an annotation) must not sit on its data
+        xy = _data_points(ax, renderer)
+        for t in ax.texts:
+            if not t.get_visible() or not t.get_text().strip():
+                continue
+            tb = t.get_window_extent(renderer)
+            covered = int(((xy[:, 0] > tb.x0) & (xy[:, 0] < tb.x1) & (xy[:, 1] > tb.y0) & (xy[:, 1] < tb.y1)).sum())
+            if covered:
+                found.append(f"label {t.get_text().strip()!r} covers {covered} data points of panel {ax.get_title()!r}")
     legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend()] + [(None, lg) for lg in fig.legends]
     for owner, legend in legends:
         if not legend.get_visible():

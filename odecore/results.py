@@ -471,5 +471,8 @@ def _stored(summary: Path, outputs: tuple[Path, ...]) -> dict | None:
 
 
 def label(record: dict) -> str:
-    """Short provenance tag for tables and captions: 'profile reduced, cpu (2 threads), 2026-11-25'."""
-    return f"profile {record['profile']}, {record.get('device_name', '?')}, {record.get('date', '?')[:10]}"
+    """Short provenance tag for tables and captions: 'profile reduced, 1 CPU thread, 2026-11-25', with the device the
+    training ran on (odecore.compute.devices, the formatter every page uses), not that of the assembling run."""
+    from odecore import compute
+
+    return f"profile {record['profile']}, {compute.devices(record)}, {record.get('date', '?')[:10]}"

@@ -17,16 +17,23 @@ from odecore.experiments import MODULES
 
 
 def status(row: dict, profile: str) -> str:
-    """'reproduced', 'deviates by +x unit', 'measured', or 'not yet run', tagged with a non-full profile."""
+    """The row's verdict in the ledger's words (odecore.ledger.numeric, or the row's own verdict for a qualitative
+    claim): 'reproduced', 'deviates by +x unit', 'not reproduced', 'measured only', 'drawn' (a figure, no number),
+    or 'not yet run', tagged with a profile other than full."""
+    from odecore import ledger
+
     ours, ref = row.get("ours"), row.get("paper")
     if ours is None:
         return "not yet run"
-    if not isinstance(ref, (int, float)):
-        text = "measured (paper gives no number)"
-    elif row.get("tolerance") is not None and abs(ours - ref) <= row["tolerance"]:
-        text = "reproduced"
+    if row.get("verdict"):
+        text = row["verdict"]
+    elif isinstance(ours, str):
+        text = "drawn"
+    elif not isinstance(ref, (int, float)):
+        text = "measured only"
     else:
-        text = f"deviates by {ours - ref:+.3g}{(' ' + row['unit']) if row.get('unit') else ''}"
+        verdict, detail = ledger.numeric(ours, ref, row.get("tolerance"), row.get("unit") or "")
+        text = verdict if verdict != "deviates" else "deviates by " + detail.rsplit(": ", 1)[1]
     return text if profile == "full" else f"{text} ({profile} profile)"
 
 
@@ -55,19 +62,65 @@ def anchor(item: str, quantity: str) -> str:
     return f"sb-{words}"
 
 
-def page_frame() -> pd.DataFrame:
-    """The scoreboard as the reproduction page shows it: six columns, each row with its anchor in the item cell,
-    the quantity without its parenthetical detail (which the chapter gives), the profile in the status."""
+# Solver, data set and setting names as words on the page (the records keep the code's names).
+WORDS = {"dopri5_seminorm": "dopri5 with the seminorm", "scipy LSODA": "LSODA", "lsoda": "LSODA",
+         "two_circles": "two circles", "two_moons": "two moons", "tol 1e-3": "tolerance 10⁻³",
+         "K=": "K = ", "M=": "M = ", " it.": " iterations",
+         "RMSE over the 100 times beyond the window, ": "RMSE beyond the window, "}
+UNIT_WORDS = {"%": "%", "MiB/step": "MiB per step", "M": "M", "nats": "nats", "targets": "targets", "MiB": "MiB"}
+
+
+def _words(text: str) -> str:
+    for code, said in WORDS.items():
+        text = text.replace(code, said)
+    return text
+
+
+def _with_unit(value, unit: str, paper_value: bool = False) -> str:
+    """A cell: the number (the paper's as printed, ours through tables.number) and its unit; O(.) claims as math."""
     from odecore.tables import number
 
+    if isinstance(value, str):
+        return "$" + value.replace("L~", r"\tilde L") + "$" if value.startswith("O(") else value
+    if value is None:
+        return "-"
+    text = paper.printed(value) if paper_value else number(value)
+    unit = UNIT_WORDS.get(unit or "", unit or "")
+    return f"{text} {unit}".strip()
+
+
+def page_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scoreboard as the reproduction page shows it: the headline (every quantity the paper gives a number or a
+    claim for) and the detail (what we measured where the paper gives none, and the figures drawn). Six columns,
+    each row with its anchor in the item cell, the quantity in words without its parenthetical detail (which the
+    chapter gives), each number with its unit, the profile in the status, the record's file unbroken."""
     df = table()
-    return pd.DataFrame({
+    units = [r.get("unit") for r in _rows()]
+    frame = pd.DataFrame({
         "item": [f'<span id="{anchor(i, q)}"></span>{i}' for i, q in zip(df["item"], df["quantity"])],
-        "quantity": [q.split(" (")[0] for q in df["quantity"]],
-        "paper": [x if isinstance(x, str) else number(x, 4) for x in df["paper"]],
-        "ours": [x if isinstance(x, str) else number(x) for x in df["ours"]],
-        "status": df["status"].str.replace("measured (paper gives no number)", "measured only", regex=False),
-        "record": [f"`{x}`" if x != "-" else x for x in df["source"]]})
+        "quantity": [_words(q.split(" (")[0]) for q in df["quantity"]],
+        "paper": [_with_unit(x, u, paper_value=True) for x, u in zip(df["paper"], units)],
+        "ours": [_with_unit(x, u) for x, u in zip(df["ours"], units)],
+        "status": list(df["status"]),
+        "record": [f'<span class="record">{x}</span>' if x != "-" else x for x in df["source"]]})
+    headline = df["paper"].map(lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)) | df["claim"]
+    detail = frame[~headline.to_numpy()].drop(columns="paper")   # the paper gives none of these a number
+    return frame[headline.to_numpy()].reset_index(drop=True), detail.reset_index(drop=True)
+
+
+def page_frame() -> pd.DataFrame:
+    """Headline and detail together (`page_frames`)."""
+    headline, detail = page_frames()
+    return pd.concat([headline, detail.assign(paper="-")[headline.columns]], ignore_index=True)
+
+
+def _rows() -> list[dict]:
+    """table()'s rows as dicts, in its order (their units, which the table leaves out)."""
+    measured = [row for exp in MODULES for row in rows_for(exp)]
+    out: list[dict] = []
+    for item in paper.ITEMS:
+        out.extend([r for r in measured if r["item"] == item["id"]] or [{"item": item["id"]}])
+    return out
 
 
 def table() -> pd.DataFrame:
@@ -82,7 +135,9 @@ def table() -> pd.DataFrame:
             rows.append({"item": item["id"], "quantity": item["what"], "paper": None, "ours": None,
                          "status": "not yet run", "profile": "-", "source": "-"})
     cols = ["item", "quantity", "paper", "ours", "status", "profile", "source"]
-    return pd.DataFrame(rows)[cols]
+    out = pd.DataFrame(rows)
+    out["claim"] = [bool(r.get("verdict")) for r in rows]   # a qualitative claim of the paper, judged
+    return out[cols + ["claim"]]
 
 
 README_START, README_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"
@@ -95,7 +150,7 @@ def markdown() -> str:
             return "-"
         return f"{x:.4g}" if isinstance(x, float) else str(x)
 
-    df = table()
+    df = table().drop(columns="claim")
     lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)

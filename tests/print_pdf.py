@@ -49,17 +49,29 @@ def print_layout_overflow(driver) -> list[str]:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
 
 
-def title_page() -> str:
-    """The PDF's first page: the paper's title and authors, the book's version, commit and date."""
+BUILD_JS = "const m = document.querySelector('meta[name=odecore-build]'); return m ? m.content : '';"
+
+
+def build_of(driver) -> dict[str, str]:
+    """The version, commit and date the book was built at, from the page (book/_ext/build_info.py wrote them): the
+    commit the reproduction page's citation names, whatever the checkout is when the PDF is printed."""
+    parts = (driver.execute_script(BUILD_JS) or "").split()
+    return dict(zip(("version", "commit", "date"), parts + [""] * (3 - len(parts))))
+
+
+def title_page(build: dict[str, str]) -> str:
+    """The PDF's first page: the book's title and authors, the paper it reproduces, the book's version, commit and
+    date (those of the build, `build_of`)."""
     sys.path.insert(0, str(ROOT))
     from odecore import cite
 
-    where = cite.checkout()
-    build = f"commit {where[0][:12]}, {where[1]}" if where else "outside a git checkout"
-    return (f'<h1 style="font-size:28pt;margin-bottom:0.3in">{cite.TITLE.split(":")[0]}</h1>'
-            f'<p style="font-size:14pt">A runnable reproduction of<br><em>Neural Ordinary Differential Equations</em><br>'
-            f'Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt and David Duvenaud<br>NeurIPS 2018, arXiv:1806.07366</p>'
-            f'<p style="font-size:11pt;margin-top:0.5in">odecore {cite.version()}, {build}</p>')
+    where = f"commit {build['commit'][:12]}, {build['date']}" if build.get("commit") else "outside a git checkout"
+    authors = cite.AUTHOR.strip("{}")
+    return (f'<h1 style="font-size:28pt;margin-bottom:0.2in">{cite.TITLE.split(":")[0]}</h1>'
+            f'<p style="font-size:14pt">a reproduction by {authors}</p>'
+            f'<p style="font-size:12pt;margin-top:0.4in">reproducing<br><em>Neural Ordinary Differential Equations</em><br>'
+            f'by Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt and David Duvenaud<br>NeurIPS 2018, arXiv:1806.07366</p>'
+            f'<p style="font-size:11pt;margin-top:0.5in">odecore {build.get("version") or cite.version()}, {where}</p>')
 
 
 def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False) -> int:
@@ -88,7 +100,7 @@ def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False)
             untypeset = driver.execute_script(UNTYPESET_JS)
             if untypeset:
                 raise SystemExit(f"{len(untypeset)} formulas not typeset, first: {untypeset[0]!r}; not printing")
-            driver.execute_script(TITLE_PAGE_JS, title_page())
+            driver.execute_script(TITLE_PAGE_JS, title_page(build_of(driver)))
             wide = print_layout_overflow(driver)
             if wide:
                 raise SystemExit(f"{len(wide)} elements wider than the printed page, first: {wide[0]}; not printing")

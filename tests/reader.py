@@ -78,6 +78,8 @@ REPRS = [
 ]
 MAX_SIGNIFICANT = 4          # the book's convention: numbers are shown with at most four significant digits
 NUMBER = re.compile(r"(?<![\w./])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not inside a DOI or path
+# A number in e-notation (3.8e-06): the book writes 3.81 × 10⁻⁶ (odecore.tables.number), code and outputs aside.
+ENOTATION = re.compile(r"(?<![\w.])-?\d+(\.\d+)?e[-+]\d+(?!\w|\.\d)")   # a sign: not a hex commit (434001e0)
 PATHS = re.compile(r"(?<![\w.])(/(work|home|root|tmp|usr|opt|mnt|var)/[\w.+-]+|\.venv/|site-packages|[A-Z]:\\\\)")
 UI_TEXT = re.compile(r"Show code cell|Hide code cell|Skip to main content|Back to top|Toggle navigation|"
                      r"Copy to clipboard|Print to PDF|Download source file|Edit this page|Previous\s*$|Next\s*$", re.MULTILINE)
@@ -97,8 +99,9 @@ def long_numbers(text: str) -> list[str]:
 
 
 def problems(report: dict) -> dict[str, list[str]]:
-    """Findings on one page, by check: wide, tex, repr, digits, path, figure, image, table."""
-    found: dict[str, list[str]] = {k: [] for k in ("wide", "tex", "repr", "digits", "path", "figure", "image", "table")}
+    """Findings on one page, by check: wide, tex, repr, digits, enotation, path, figure, image, table."""
+    found: dict[str, list[str]] = {k: [] for k in ("wide", "tex", "repr", "digits", "enotation", "path", "figure", "image",
+                                                   "table")}
     left, right = report["column"]
     for el in report["wide"]:
         found["wide"].append(f"<{el['tag']} class={el['cls']!r}> in #{el['section']} spans {el['left']:.0f}-{el['right']:.0f} px "
@@ -112,6 +115,8 @@ def problems(report: dict) -> dict[str, list[str]]:
                 found["repr"].append(f"{what}, {where}")
         if long := long_numbers(t["text"]):
             found["digits"].append(f"{', '.join(long[:3])} ({MAX_SIGNIFICANT} significant digits at most), {where}")
+        if t["kind"] != "output" and (e := ENOTATION.search(t["text"])):
+            found["enotation"].append(f"{e.group(0)} (write a power of ten, as tables.number does), {where}")
         if PATHS.search(t["text"]):
             found["path"].append(f"a machine path, {where}")
     for img in report["images"]:

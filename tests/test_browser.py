@@ -370,3 +370,27 @@ def test_numbers_on_several_pages_agree(visits):
     # the citing example quotes Table 1's ODE-Net error exactly as the MNIST chapter shows it
     cited = said(visits, "book/reproduction.html", r"ODE-Net test error ([\d.]+ ± [\d.]+) %")
     assert re.search(r"ODE-Net\s+0\.42\s+" + re.escape(cited), visits["book/mnist.html"].report["text"])
+
+
+def test_the_citation_names_the_commit_the_book_is_built_from(visits):
+    """The reproduction page's citing example and BibTeX entry carry the build's commit (book/_ext/build_info.py),
+    not one an execution cache kept from an older checkout; the PDF's title page reads the same (tests/test_pdf.py)."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    text = visits["book/reproduction.html"].report["text"]
+    assert set(re.findall(r"commit ([0-9a-f]{12})", text)) == {head[:12]}, re.findall(r"commit \S+", text)
+    assert f"commit = {{{head}}}" in text
+
+
+def test_a_record_names_one_device_on_every_page(visits):
+    """results.label and the execution page use one formatter (odecore.compute.devices): the flows chapter and the
+    execution page name the same device for the same record, in words, never a raw 'cpu (1 threads)'."""
+    raw = {p: re.findall(r"cpu \(\d+ threads?\)", v.report["text"]) for p, v in visits.items() if v.report}
+    assert not any(raw.values()), raw
+    on_page = said(visits, "book/cnf.html", r"cnf_density-full\.json\W+profile full, ([^,]+),")
+    on_execution = said(visits, "book/execution.html", r"cnf_density-full\.json\s+(?:yes\s+)?[\d-]+, ([^\t\n]+?)\s*\t")
+    assert on_page == on_execution, (on_page, on_execution)
+

@@ -16,20 +16,27 @@ def test_number_never_prints_a_repr():
     assert tables.number(None) == tables.number(float("nan")) == "-"
     assert tables.number(True) == "yes" and tables.number(False) == "no"
     assert tables.number(20.0) == "20" and tables.number(12345) == "12,345"
-    assert tables.number(0.39) == "0.39" and tables.number(1254.25) == "1250" and tables.number(-0.2169) == "-0.217"
-    assert tables.number(3.8147e-06) == "3.81 × 10⁻⁶" and tables.number(5e-4) == "5 × 10⁻⁴"
-    assert tables.number(0.16421, digits=4) == "0.1642"
+    assert tables.number(0.39) == "0.390" and tables.number(1254.25) == "1250" and tables.number(-0.2169) == "−0.217"
+    assert tables.number(0.19) == "0.190" and tables.number(22.43) == "22.4"      # trailing zeros kept: 3 digits
+    assert tables.number(3.8147e-06) == "3.81 × 10⁻⁶" and tables.number(5e-4, zeros=False) == "5 × 10⁻⁴"
+    assert tables.number(0.16421, digits=4) == "0.1642" and tables.signed(0.48) == "+0.480"
+
+
+def test_the_papers_numbers_print_as_the_paper_prints_them():
+    from odecore import paper
+
+    assert [paper.printed(x) for x in (1.60, 0.60, 0.3937, 0.5)] == ["1.60", "0.60", "0.3937", "0.5"]
 
 
 def test_mean_sd_keeps_the_mean_and_sd_to_the_same_decimals():
     assert tables.mean_sd([0.40, 0.38]) == "0.390 ± 0.014"
     assert tables.mean_sd([0.40, 0.38], digits=2) == "0.39 ± 0.01"
-    assert tables.mean_sd([0.5]) == "0.5" and tables.mean_sd([]) == "-"
+    assert tables.mean_sd([0.5]) == "0.500" and tables.mean_sd([]) == "-" and tables.mean_sd([-0.5, -0.7]) == "−0.600 ± 0.141"
 
 
 def test_words_say_settings_in_words():
     assert tables.words([30, 50, 100]) == "30, 50, 100"
-    assert tables.words([math.pi, 3 * math.pi]) == "3.14, 9.42"
+    assert tables.words([math.pi, 3 * math.pi]) == "3.14, 9.42" and tables.words(5e-4) == "5 × 10⁻⁴"
     assert tables.words({"mlp": 40}) == "mlp 40" and tables.words(None) == "-"
 
 
@@ -57,9 +64,11 @@ def test_the_ledger_follows_the_records(monkeypatch, tmp_path):
     committed = results.ROOT / "data" / "results"
     record = json.loads((committed / "mnist-cpu.json").read_text())
     record["metrics"]["table1"]["odenet"]["test_error_mean"] = 0.9
+    record["metrics"]["table1"]["odenet"]["test_error"] = [0.9, 0.9]
     results.save("mnist", "cpu", record["config"], record["metrics"], seeds=record["seeds"], wall_time_s=1.0)
     row = next(r for r in ledger.claims() if r["claim"].startswith("Table 1: ODE-Net"))
-    assert row["verdict"] == "deviates" and row["profile"] == "cpu" and "+0.48" in row["detail"]
+    assert row["verdict"] == "deviates" and row["profile"] == "cpu"
+    assert "+0.480 percentage points" in row["detail"] and "0.900 ± 0.000 against 0.42 %" in row["detail"]
 
 
 def test_citation_bib_is_what_cite_generates():
@@ -123,3 +132,14 @@ def test_code_a_reader_sees_fits_the_column():
     """BOOK.md: code that teaches stays visible and fits the column: 80 characters a line at most."""
     long = [(page, cell, line) for page, cell, line in visible_code() if len(line) > 80]
     assert not long, long
+
+
+def test_a_records_device_is_where_its_training_ran_in_words():
+    """One formatter (odecore.compute.devices) for every page: the runs' own devices, not the assembling run's."""
+    from odecore import compute
+
+    record = {"profile": "full", "date": "2026-11-25T10:00", "device_name": "cpu (2 threads)",
+              "metrics": {"runs": [{"train_time_s": 3600.0, "device_name": "cpu (1 threads)"}] * 2}}
+    assert compute.devices(record) == "1 CPU thread"
+    assert results.label(record) == "profile full, 1 CPU thread, 2026-11-25"
+    assert compute.of({**record, "metrics": {}, "wall_time_s": 5.0}).source == compute.NO_TRAINING

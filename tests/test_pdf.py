@@ -72,12 +72,38 @@ def test_no_glyph_outside_the_margins_and_no_ui_text():
     assert not found, json.dumps(found, indent=1, ensure_ascii=False)
 
 
-def test_a_title_page_names_the_paper_and_the_build(pages):
+def head_commit() -> tuple[str, str] | None:
+    """(commit, commit date) of the checkout, as `git` gives them, or None outside git."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%H %cs"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out[0], out[1]) if len(out) == 2 else None
+
+
+def test_a_title_page_names_the_paper_the_authors_and_the_build(pages):
     from odecore import cite
 
     first = pages[0]
     assert "Neural Ordinary Differential Equations" in first and "Duvenaud" in first and "NeurIPS 2018" in first
+    assert "a reproduction by the odecore contributors" in first     # the book's authors, not the paper's
     assert f"odecore {cite.version()}" in first
-    where = cite.checkout()
+    where = head_commit()
     if where:
         assert where[0][:12] in first and where[1] in first
+
+
+def test_the_title_page_and_the_citation_name_one_commit(pages):
+    """The commit comes from one place at build time (book/_ext/build_info.py): the title page and the reproduction
+    page's citing example and BibTeX entry name the same one, the checkout's."""
+    where = head_commit()
+    if not where:
+        pytest.skip("not a git checkout")
+    first = pages[0]
+    title = re.search(r"commit ([0-9a-f]{12})", first).group(1)
+    rest = " ".join(pages[1:])
+    cited = set(re.findall(r"commit ([0-9a-f]{12})", rest)) | {c[:12] for c in re.findall(r"commit = \{([0-9a-f]{40})\}", rest)}
+    assert cited == {title} == {where[0][:12]}, (title, cited, where)

@@ -151,6 +151,12 @@ def test_layout_problems_fails_each_fault_on_a_figure_built_to_break_it():
         ax.legend(loc="center", bbox_to_anchor=(0.5, 0.22))   # over the curve
         return fig
 
+    def label_on_data():   # a label placed on the curve (Fig. 4.3's "coverage edge" once sat on its points)
+        fig, ax = _clean()
+        x, y = ax.lines[0].get_xydata()[len(ax.lines[0].get_xydata()) // 2]
+        ax.text(x, y, "a label on the data", ha="center", va="center")
+        return fig
+
     def boxes():
         fig, ax = _clean()
         for x in (0.5, 0.9):
@@ -159,7 +165,7 @@ def test_layout_problems_fails_each_fault_on_a_figure_built_to_break_it():
 
     expected = {wide: "print under 8 pt", overlap: "overlap", long_label: "longer than its axis",
                 past_edge: "past the figure's edge", empty: "shows no data (only a legend)",
-                covering: "covers", boxes: "boxes of panel"}
+                covering: "covers", boxes: "boxes of panel", label_on_data: "label 'a label on the data' covers"}
     for make, words in expected.items():
         fig = make()
         found = plots.layout_problems(fig)

@@ -41,6 +41,8 @@ FAULTS = {
     "repr-none": "<table><caption>Table 1.3 Values.</caption><tr><td>nan</td><td>None</td></tr></table>",
     "repr-words": "<p>the RNN at n = none</p>",
     "digits": "<p>the run took 0.435000 s</p>",
+    "enotation": "<p>Algorithm 1 agrees with direct backprop to a relative 3.8e-06.</p>",
+    "enotation-table": "<table><caption>Table 1.4 Errors.</caption><tr><td>1.0e-08</td></tr></table>",
     "path": "<p>files found in /work/shared/data/mnist</p>",
     "figure": '<figure><img src="a.png" alt="x"><figcaption>A caption without a number</figcaption></figure>',
     "figure-bare": '<img src="a.png" alt="a lone plot">',

@@ -22,9 +22,24 @@ def test_rows_from_a_result_carry_profile_and_status():
 
 def test_status_words():
     assert scoreboard.status({"ours": 0.43, "paper": 0.42, "tolerance": 0.05}, "full") == "reproduced"
-    assert scoreboard.status({"ours": 0.6, "paper": 0.42, "tolerance": 0.05, "unit": "%"}, "full") == "deviates by +0.18 %"
+    assert (scoreboard.status({"ours": 0.6, "paper": 0.42, "tolerance": 0.05, "unit": "%"}, "full")
+            == "deviates by +0.180 percentage points")
     assert scoreboard.status({"ours": None, "paper": 0.42}, "full") == "not yet run"
-    assert scoreboard.status({"ours": 1.0, "paper": None}, "reduced") == "measured (paper gives no number) (reduced profile)"
+    assert scoreboard.status({"ours": 1.0, "paper": None}, "reduced") == "measured only (reduced profile)"
+    assert scoreboard.status({"ours": "shown", "paper": None}, "full") == "drawn"
+
+
+def test_the_scoreboard_and_the_ledger_give_one_verdict(monkeypatch):
+    """A claim both tables judge gets the same word from both: the backward pass's 'roughly half'."""
+    from odecore import ledger
+
+    monkeypatch.delenv("ODECORE_RESULTS_DIR")   # the committed records
+    table = scoreboard.table()
+    board = table[table["quantity"].str.contains("backward / forward NFE, dopri5,") & (table["source"] == "mnist-cpu.json")]
+    claim = next(r for r in ledger.claims() if r["claim"].startswith("The adjoint's backward pass"))
+    assert board["status"].iloc[0].split(" (")[0] == claim["verdict"]
+    adjoint_rows = table[table["quantity"].str.startswith("backward / forward NFE")]
+    assert not adjoint_rows["status"].str.startswith("deviates").any()   # a qualitative claim: held or not
 
 
 def test_readme_scoreboard_is_current(monkeypatch):

@@ -23,14 +23,14 @@ BENCH = {"rows": [_row("latent_ode", "dopri5", 0.045, 6.9), _row("latent_ode", "
 
 def test_the_table_says_each_solver_against_diffrax_in_few_columns():
     frame = speed.diffrax_frame(BENCH, "latent_ode")
-    assert list(frame["against diffrax"]) == ["6.9×", "3.1×", "2.75×", "-"]
+    assert list(frame["against diffrax"]) == ["6.90×", "3.10×", "2.75×", "-"]
     assert "weights" not in frame.columns and len(frame.columns) <= 6     # one model state: no column for it
     assert frame["solver"].iloc[-1] == "diffrax, jax.jit"
 
 
 def test_the_sentences_read_the_ratios_and_the_breakdown():
     text = speed.diffrax_sentence(BENCH, "latent_ode")
-    assert "6.6 ms" in text and "2.75× as long with lean_dopri5 compiled" in text and "6.9× with torchdiffeq" in text
+    assert "6.60 ms" in text and "2.75× as long with lean_dopri5 compiled" in text and "6.90× with torchdiffeq" in text
     parts = speed.breakdown_sentence(BENCH)
     # outside the solve: 18 - (5 + 4) = 9 ms, 9 / 6.6 = 1.36 of diffrax's whole iteration
     assert "take 9 ms of the iteration's 18" in parts and "1.36× diffrax's whole iteration" in parts

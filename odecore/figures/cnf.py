@@ -59,7 +59,7 @@ def figure_theorem1(th: dict):
         ax.plot(t, b, "o", ms=4, mfc="none", color=line.get_color(),
                 label="$-\\log|\\det \\partial z(t)/\\partial z_0|$" if i == 0 else None)
     ax.set_xlabel("t"); ax.set_ylabel("$\\log p(z(t)) - \\log p(z(0))$")
-    ax.set_title(f"Theorem 1, {len(th['delta_logp'])} samples (max error {th['max_abs_err']:.1e})")
+    ax.set_title(f"Theorem 1, {len(th['delta_logp'])} of {th['n']} points (largest error {tables.number(th['max_abs_err'])})")
     ax.legend(loc="best")
     return fig
 

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from odecore import paper, plots
-from odecore.tables import mean_sd, number
+from odecore.tables import mean_sd, number, signed
 from odecore.models.mnist import MODELS
 
 NAMES = {name: paper.TABLE1[name]["model"] for name in MODELS}  # "odenet" -> "ODE-Net"
@@ -22,9 +22,9 @@ def table1(record: dict) -> pd.DataFrame:
     rows = []
     for name in MODELS:
         ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
-        rows.append({"model": ref["model"], "test error, paper (%)": ref["test_error"],
-                     "test error, ours (%)": mean_sd(ours["test_error"], digits=2),
-                     "params, paper (M)": ref["params_m"], "params, ours (M)": round(ours["params"] / 1e6, 3),
+        rows.append({"model": ref["model"], "test error, paper (%)": paper.printed(ref["test_error"]),
+                     "test error, ours (%)": mean_sd(ours["test_error"]),
+                     "params, paper (M)": paper.printed(ref["params_m"]), "params, ours (M)": number(ours["params"] / 1e6),
                      "seeds": len(ours["seeds"])})
     return pd.DataFrame(rows)
 
@@ -41,7 +41,7 @@ def table1_cost(record: dict) -> pd.DataFrame:
     for name in MODELS:
         ours, ref = record["metrics"]["table1"][name], paper.TABLE1[name]
         rows.append({"model": ref["model"], "memory, paper": _big_o(ref["memory"]),
-                     "step memory, ours (MB)": round(ours["memory"]["peak_mb"]),
+                     "step memory, ours (MiB)": ours["memory"]["peak_mb"],
                      "time, paper": _big_o(ref["time"]), "epoch, ours (min)": ours["time_per_55k_s"] / 60,
                      "forward NFE": ours.get("nfe_forward_mean")})
     return pd.DataFrame(rows)
@@ -51,10 +51,10 @@ def table1_cost(record: dict) -> pd.DataFrame:
 SETTINGS = {
     "epochs": ("epochs", None), "images_per_epoch": ("images per epoch", lambda v: "all" if v is None else f"{v:,}"),
     "batch_size": ("batch", str), "optimizer": ("optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}[v]),
-    "lr": ("learning rate (peak)", number), "momentum": ("momentum", number),
-    "nesterov": ("Nesterov", lambda v: "yes" if v else "no"), "weight_decay": ("weight decay", number),
+    "lr": ("learning rate (peak)", lambda v: number(v, zeros=False)), "momentum": ("momentum", lambda v: number(v, zeros=False)),
+    "nesterov": ("Nesterov", lambda v: "yes" if v else "no"), "weight_decay": ("weight decay", lambda v: number(v, zeros=False)),
     "schedule": ("schedule", None), "augment": ("random crops", None), "n_val": ("validation images", lambda v: f"{v:,}"),
-    "tol": ("ODE tolerance", number), "downsampling": ("stem", lambda v: {"res": "residual", "conv": "convolutional"}[v]),
+    "tol": ("ODE tolerance", lambda v: number(v, zeros=False)), "downsampling": ("stem", lambda v: {"res": "residual", "conv": "convolutional"}[v]),
 }
 
 
@@ -71,6 +71,14 @@ def _setting(cfg: dict, key: str) -> str:
     if key == "augment":
         return f"padding {cfg['crop_padding']}" if cfg["augment"] else "no"
     return SETTINGS[key][1](cfg[key])
+
+
+def profile_words(cfg: dict, full: dict) -> str:
+    """How a profile's training differs from the paper's settings (the full profile), in words generated from the two
+    configs: the sentence beside the settings table, for whichever profile the page shows."""
+    diffs = [f"{label} {_setting(cfg, key)} (the paper's: {_setting(full, key)})" for key, (label, _) in SETTINGS.items()
+             if _setting(cfg, key) != _setting(full, key)]
+    return ("It differs from the paper's settings in " + ("; ".join(diffs) if diffs else "nothing") + ".")
 
 
 def epochs_words(cfg: dict) -> str:
@@ -290,8 +298,8 @@ def error_summary(record: dict) -> str:
     rows = error_rows(record)
     profile, t1 = record["profile"], record["metrics"]["table1"]
     share = t1["odenet"]["params"] / t1["resnet"]["params"]
-    each = "; ".join(f"{m} {r.ours:.2f}%" + (f" ± {r.sd:.2f} over {r.seeds} seeds" if r.seeds > 1 else " (one seed)")
-                     + f" against the paper's {r.paper:.2f}%" for m, r in rows.iterrows())
+    each = "; ".join(f"{m} {mean_sd(t1[n]['test_error'])} %" + (f" over {r.seeds} seeds" if r.seeds > 1 else " (one seed)")
+                     + f" against the paper's {paper.printed(r.paper)} %" for (m, r), n in zip(rows.iterrows(), MODELS))
     text = f"**Error.** In the `{profile}` profile the test errors are: {each}."
     if profile == "smoke":
         return text + " The smoke profile trains on a few hundred images to test the code; its errors are not findings."
@@ -302,17 +310,12 @@ def error_summary(record: dict) -> str:
                        "spread of each other, so this run cannot rank them, but at equal data the ODE-Net does as "
                        f"well as the ResNet with {share:.0%} of its parameters, and both are well ahead of the MLP.")
     close = [m for m, r in rows.iterrows() if abs(r.difference) <= TOLERANCE]
-    far = [f"{m} ({r.difference:+.2f})" for m, r in rows.iterrows() if abs(r.difference) > TOLERANCE]
-    text += (f" Within {TOLERANCE:g} percentage points of the paper: {', '.join(close) or 'none'}"
+    far = [f"{m} ({signed(r.difference)} points)" for m, r in rows.iterrows() if abs(r.difference) > TOLERANCE]
+    text += (f" Within {number(TOLERANCE, zeros=False)} percentage points of the paper: {', '.join(close) or 'none'}"
              + (f"; further off: {', '.join(far)}." if far else "."))
     if profile == "cpu":
         epochs = {n: len(t1[n]["history"][0]) for n in MODELS}
-        met = [m for m, r in rows.iterrows() if r.met]
-        missed = [f"{m} ({r.ours:.2f}% against {r.target:.2f}%)" for m, r in rows.iterrows() if not r.met]
-        text += (f" The `cpu` profile's targets, set before training (MLP ≤ {CPU_TARGETS['mlp']:.2f}%, ResNet ≤ "
-                 f"{CPU_TARGETS['resnet']:.2f}%, RK-Net and ODE-Net ≤ {CPU_TARGETS['odenet']:.2f}%), are met by "
-                 f"{', '.join(met) or 'none'}" + (f" and missed by {', '.join(missed)}." if missed else ".")
-                 + f" These are {min(epochs.values())} to {max(epochs.values())} epochs of one-cycle SGD, not the "
+        text += (f" These are {min(epochs.values())} to {max(epochs.values())} epochs of one-cycle SGD, not the "
                  "paper's 160 epochs of step decay.")
     return text
 
@@ -337,7 +340,7 @@ def limits(record: dict) -> list[str]:
 
 
 ABLATION_LABELS = {"authors": "authors' schedule (step decay, no weight decay)",
-                   "onecycle_nowd": "one-cycle, no weight decay", "cpu": "cpu profile (one-cycle, weight decay 5e-4)"}
+                   "onecycle_nowd": "one-cycle, no weight decay", "cpu": "cpu profile (one-cycle, weight decay 5 × 10⁻⁴)"}
 
 
 def plot_nfe_ablation(record: dict):
@@ -357,7 +360,7 @@ def plot_nfe_ablation(record: dict):
 
 
 def nfe_ablation_words(record: dict) -> str:
-    """What the ablation shows so far, in words generated from the record: per variant, the forward NFE of its
+    """What the ablation shows, in words generated from the record: per variant, the forward NFE of its
     first and last trained epoch and whether it grew, and how far each variant is through its schedule."""
     parts, grew = [], []
     for variant, v in record["metrics"]["variants"].items():
@@ -369,5 +372,5 @@ def nfe_ablation_words(record: dict) -> str:
                      f"{v['epochs_done']} of {v['epochs_planned']} (backward {number(v['nfe_backward'][0])} to "
                      f"{number(v['nfe_backward'][-1])})")
     verdict = (f"The forward NFE grows under {', '.join(grew)}." if grew else
-               "Under none of them does the forward NFE grow after the first epoch, so far.")
+               "Under none of them does the forward NFE grow after the first epoch in the epochs trained.")
     return "Mean forward NFE per step, " + "; ".join(parts) + ". " + verdict

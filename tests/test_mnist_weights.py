@@ -48,7 +48,10 @@ def weights(name: str, seed: int):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
 
-CASES = [(name, i) for name, row in json.loads(RECORD.read_text())["metrics"]["table1"].items()
+# Every model's first seed in every run; the other seeds (the same code path on other files, about two
+# minutes of CI's ten for the package) with --runslow.
+CASES = [pytest.param(name, i, marks=[pytest.mark.slow] if i else [])
+         for name, row in json.loads(RECORD.read_text())["metrics"]["table1"].items()
          for i in range(len(row["seeds"]))] if RECORD.exists() else []
 
 

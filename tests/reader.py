@@ -77,7 +77,7 @@ REPRS = [
     (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|\bdtype=|\btensor\("), "an object repr"),
 ]
 MAX_SIGNIFICANT = 4          # the book's convention: numbers are shown with at most four significant digits
-NUMBER = re.compile(r"(?<![\w./])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not inside a DOI or path
+NUMBER = re.compile(r"(?<![\w./:])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not in a DOI, path or arXiv:2202.02435
 # A number in e-notation (3.8e-06): the book writes 3.81 × 10⁻⁶ (odecore.tables.number), code and outputs aside.
 ENOTATION = re.compile(r"(?<![\w.])-?\d+(\.\d+)?e[-+]\d+(?!\w|\.\d)")   # a sign: not a hex commit (434001e0)
 PATHS = re.compile(r"(?<![\w.])(/(work|home|root|tmp|usr|opt|mnt|var)/[\w.+-]+|\.venv/|site-packages|[A-Z]:\\\\)")

@@ -92,7 +92,7 @@ def test_each_check_fails_on_its_fixture(driver, site, fault):
 
 
 def test_significant_digits():
-    assert long_numbers("0.1642 and 0.39 and 17.91 and 1254 and doi 10.1137/0904010") == []
+    assert long_numbers("0.1642 and 0.39 and 17.91 and 1254 and doi 10.1137/0904010 and arXiv:2202.02435") == []
     assert long_numbers("0.435000 and 1254.25 and 3.141592653589793") == ["0.435000", "1254.25", "3.141592653589793"]
 
 

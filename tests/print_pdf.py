@@ -33,20 +33,45 @@ document.querySelectorAll('.onlyprint h1').forEach(h => h.remove());
 """
 
 
-def print_layout_overflow(driver) -> list[str]:
-    """What would be cut at the printed page's right margin: the reader's width check in print layout, at the
-    A4 content width (Chromium clips an overflowing line when it prints, so the PDF alone cannot show it)."""
-    from reader import READER_JS, problems
+# A block the theme keeps whole on paper (a table, an admonition, a code block: `break-inside: avoid`) that is taller
+# than this share of the printed page may break across pages instead (reader.css, .print-may-break): kept whole, it
+# is pushed to the next page and leaves the one before it up to that share empty (a 28-row table, a heading left
+# alone at the foot of a page). Figures stay whole: an image cannot break.
+TALL = 0.4
+MARK_TALL_JS = """
+const limit = arguments[0];
+const tall = [...document.querySelectorAll('table, .admonition, div.highlight, div.literal-block-wrapper')]
+  .filter(el => el.getBoundingClientRect().height > limit);
+tall.forEach(el => el.classList.add('print-may-break'));
+return tall.length;
+"""
 
-    width = round((A4_INCHES[0] - 2 * MARGIN_INCHES) * 96)
+
+def print_layout(driver, width: int) -> None:
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": 1200,
                                                                    "deviceScaleFactor": 1, "mobile": False})
+
+
+def screen_layout(driver) -> None:
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+def prepare_print(driver) -> list[str]:
+    """In print layout, at the A4 content width: marks the blocks too tall to keep whole (`TALL`), and returns what
+    would be cut at the printed page's right margin, the reader's width check (Chromium clips an overflowing line
+    when it prints, so the PDF alone cannot show it)."""
+    from reader import READER_JS, problems
+
+    width = round((A4_INCHES[0] - 2 * MARGIN_INCHES) * 96)
+    height = (A4_INCHES[1] - 2 * MARGIN_INCHES) * 96
+    print_layout(driver, width)
     try:
+        driver.execute_script(MARK_TALL_JS, TALL * height)
         return problems(driver.execute_script(READER_JS)).get("wide", [])
     finally:
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        screen_layout(driver)
 
 
 BUILD_JS = "const m = document.querySelector('meta[name=odecore-build]'); return m ? m.content : '';"
@@ -101,7 +126,7 @@ def print_book(source: Path = SOURCE, out: Path = PDF, if_browser: bool = False)
             if untypeset:
                 raise SystemExit(f"{len(untypeset)} formulas not typeset, first: {untypeset[0]!r}; not printing")
             driver.execute_script(TITLE_PAGE_JS, title_page(build_of(driver)))
-            wide = print_layout_overflow(driver)
+            wide = prepare_print(driver)
             if wide:
                 raise SystemExit(f"{len(wide)} elements wider than the printed page, first: {wide[0]}; not printing")
             data = print_page(driver)

@@ -77,7 +77,7 @@ REPRS = [
     (re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|\bdtype=|\btensor\("), "an object repr"),
 ]
 MAX_SIGNIFICANT = 4          # the book's convention: numbers are shown with at most four significant digits
-NUMBER = re.compile(r"(?<![\w./])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not inside a DOI or path
+NUMBER = re.compile(r"(?<![\w./:])-?(\d+)\.(\d+)(?:e[-+]?\d+)?(?![\w./])")  # not in a DOI, path or arXiv:2202.02435
 # A number in e-notation (3.8e-06): the book writes 3.81 × 10⁻⁶ (odecore.tables.number), code and outputs aside.
 ENOTATION = re.compile(r"(?<![\w.])-?\d+(\.\d+)?e[-+]\d+(?!\w|\.\d)")   # a sign: not a hex commit (434001e0)
 PATHS = re.compile(r"(?<![\w.])(/(work|home|root|tmp|usr|opt|mnt|var)/[\w.+-]+|\.venv/|site-packages|[A-Z]:\\\\)")
@@ -132,8 +132,31 @@ def problems(report: dict) -> dict[str, list[str]]:
     return {k: v for k, v in found.items() if v}
 
 
-def pdf_problems(path: Path, margin_pt: float, slack_pt: float = 0.5) -> dict[str, list[str]]:
-    """Findings on a PDF: glyphs outside the page's margins, and UI text that has no place on paper.
+# A printed page may be at most this share empty (between its top and bottom margins), unless it ends a chapter or the
+# book: more, and a block too tall for what was left of the page was pushed to the next (tests/print_pdf.py, TALL).
+MAX_EMPTY = 0.85
+
+
+def page_filled(page, margin_pt: float) -> float:
+    """The share of a pdfplumber page's content height between its first and last mark (text, images, rules and
+    boxes; not the background Chromium paints over the whole content box); the footer's page number sits in the
+    bottom margin and does not count; 0 for a blank page."""
+    top, bottom = margin_pt, page.height - margin_pt
+    marks = [c for c in page.chars if c["text"].strip()] + page.images + page.rects + page.lines + page.curves
+    spans = [(m["top"], m["bottom"]) for m in marks
+             if m["top"] >= top - 1 and m["bottom"] <= bottom + 1
+             and not (m["bottom"] - m["top"] > 0.95 * (bottom - top)                  # the page's background
+                      and m["x1"] - m["x0"] > 0.95 * (page.width - 2 * margin_pt))]
+    if not spans:
+        return 0.0
+    return (max(b for _, b in spans) - min(t for t, _ in spans)) / (bottom - top)
+
+
+def pdf_problems(path: Path, margin_pt: float, slack_pt: float = 0.5,
+                 chapter_titles: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Findings on a PDF: glyphs outside the page's margins, UI text that has no place on paper, and pages more than
+    `MAX_EMPTY` empty other than the last page of the book or of a chapter (a page followed by one that opens with
+    one of `chapter_titles`).
 
     Chromium clips what overflows the page's content box, so an overflowing line leaves a glyph cut at the
     margin, reaching past it by a fraction of its width; laid-out text never does (the book's stays points
@@ -141,14 +164,25 @@ def pdf_problems(path: Path, margin_pt: float, slack_pt: float = 0.5) -> dict[st
     """
     import pdfplumber
 
-    found: dict[str, list[str]] = {"margin": [], "ui": []}
+    def opens_chapter(text: str) -> bool:
+        head = re.sub(r"\s+", " ", text[:300])
+        return any(re.sub(r"\s+", " ", t) in head for t in chapter_titles)
+
+    found: dict[str, list[str]] = {"margin": [], "ui": [], "empty": []}
     with pdfplumber.open(path) as pdf:
+        texts = [page.extract_text() or "" for page in pdf.pages]
         for number, page in enumerate(pdf.pages, 1):
             out = [c for c in page.chars if c["text"].strip() and (
                 c["x0"] < margin_pt - slack_pt or c["x1"] > page.width - margin_pt + slack_pt)]
             if out:
                 text = "".join(c["text"] for c in out[:40])
                 found["margin"].append(f"page {number}: {len(out)} glyphs outside the margins, e.g. {text!r}")
-            for line in UI_TEXT.findall(page.extract_text() or ""):
+            for line in UI_TEXT.findall(texts[number - 1]):
                 found["ui"].append(f"page {number}: {line!r}")
+            last = number == len(pdf.pages) or opens_chapter(texts[number])
+            filled = page_filled(page, margin_pt)
+            if not last and 1 - filled > MAX_EMPTY:
+                found["empty"].append(f"page {number}: {1 - filled:.0%} empty, ends "
+                                      f"{' '.join(texts[number - 1].split()[-8:])!r}, the next opens "
+                                      f"{' '.join(texts[number].split()[:8])!r}")
     return {k: v for k, v in found.items() if v}

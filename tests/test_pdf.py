@@ -61,14 +61,15 @@ def test_no_raw_tex(pages):
     assert not raw, f"untypeset formulas (page, text): {raw[:5]}"
 
 
-def test_no_glyph_outside_the_margins_and_no_ui_text():
-    """The reader checks on paper (tests/reader.py; each shown failing on its fixture in tests/test_reader.py)."""
+def test_no_glyph_outside_the_margins_no_ui_text_and_no_mostly_empty_page():
+    """The reader checks on paper (tests/reader.py; each shown failing on its fixture in tests/test_reader.py); a page
+    more than reader.MAX_EMPTY empty is allowed only where a chapter or the book ends."""
     if not PDF.is_file():
         unavailable(f"no {PDF.relative_to(ROOT)}: run `make pdf`")
     from browser import MARGIN_INCHES
     from reader import pdf_problems
 
-    found = pdf_problems(PDF, margin_pt=72 * MARGIN_INCHES)
+    found = pdf_problems(PDF, margin_pt=72 * MARGIN_INCHES, chapter_titles=tuple(map(title, toc_files())))
     assert not found, json.dumps(found, indent=1, ensure_ascii=False)
 
 

@@ -92,7 +92,7 @@ def test_each_check_fails_on_its_fixture(driver, site, fault):
 
 
 def test_significant_digits():
-    assert long_numbers("0.1642 and 0.39 and 17.91 and 1254 and doi 10.1137/0904010") == []
+    assert long_numbers("0.1642 and 0.39 and 17.91 and 1254 and doi 10.1137/0904010 and arXiv:2202.02435") == []
     assert long_numbers("0.435000 and 1254.25 and 3.141592653589793") == ["0.435000", "1254.25", "3.141592653589793"]
 
 
@@ -101,6 +101,9 @@ PDF_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body styl
 PDF_FAULTS = {
     "margin": "<pre style=\"white-space:pre\">" + "a_line_of_code_that_runs_past_the_right_margin" * 4 + "</pre>",
     "ui": "<p>Show code cell source</p>",
+    # a block kept whole (break-inside: avoid) and too tall for what the first page has left: pushed to the second,
+    # it leaves the first page one line of text
+    "empty": '<div style="break-inside:avoid;height:10.4in"><h2>Chapter two</h2><p>A block kept whole.</p></div>',
 }
 
 
@@ -114,3 +117,14 @@ def test_each_pdf_check_fails_on_its_fixture(driver, tmp_path, fault):
 
     found = pdf_problems(tmp_path / "page.pdf", margin_pt=72 * MARGIN_INCHES)
     assert set(found) == ({fault} if fault else set()), found
+
+
+def test_a_mostly_empty_page_is_allowed_where_a_chapter_ends(driver, tmp_path):
+    """The "empty" fixture's first page passes when its second page opens a chapter: that page is a chapter's last."""
+    (tmp_path / "page.html").write_text(PDF_PAGE.format(body=PDF_FAULTS["empty"]), encoding="utf-8")
+    with serve(tmp_path) as base:
+        driver.get(base + "page.html")
+        (tmp_path / "page.pdf").write_bytes(print_page(driver))
+    from browser import MARGIN_INCHES
+
+    assert pdf_problems(tmp_path / "page.pdf", margin_pt=72 * MARGIN_INCHES, chapter_titles=("Chapter two",)) == {}

@@ -351,7 +351,7 @@ def fig_table2(record: dict):
 
 DENSITY_WORDS = {"headline": "headline", "fast": "headline, fast solver", "dense": "dense", "longer": "longer"}
 DENSITY_SAYS = {"dense": "as many training spirals per radian as the first design had (dense)",
-                "longer": "as many iterations on the headline's spirals (longer)"}
+                "longer": "the headline's spirals for as many iterations as dense (longer)"}
 
 
 def _percent(x: float) -> str:
@@ -405,22 +405,43 @@ def density_verdicts(summary: dict) -> dict[str, dict]:
     return out
 
 
+def density_conclusion(summary: dict) -> str:
+    """Which explanation of the gap the density test supports: the training's length (longer closes it at
+    every n), the data's density (dense does), both, or neither."""
+    verdicts = [v for v in density_verdicts(summary).values() if v["gap"] > 0]
+    if not verdicts:
+        return ""
+    closes = {k: all(v["variants"].get(k, {}).get("closes", False) for v in verdicts) for k in ("dense", "longer")}
+    if closes["longer"] and not closes["dense"]:
+        return ("So the gap is the training's length, not the data's density: more iterations on the same spirals "
+                "close it at every n, while as many spirals per radian as the first design had do not.")
+    if closes["dense"] and not closes["longer"]:
+        return ("So the gap is the training data's density: restoring it closes the gap at every n, while as many "
+                "iterations on the thinner spirals do not.")
+    if closes["dense"] and closes["longer"]:
+        return "Either closes it at every n, so this test cannot tell the data's density from the training's length."
+    return "Neither closes it at every n: the gap is neither the data's density nor the training's length alone."
+
+
 def density_sentence(summary: dict) -> str:
     """What the density test shows, from a "latent_ode_density" record's summary: per n, how far the headline
     is above the paper and which training closes how much of that gap. A training whose RMSE drops by less
     than its seeds' sd does not close it."""
     out = []
     for n, v in density_verdicts(summary).items():
-        head = f"At n = {n} the headline latent ODE reads {mean_sd(v['headline_values'])}"
+        gap = v["headline"] - v["paper"]
+        where = (f"{_percent(100 * gap / v['paper'])} above" if gap > 0 else "at or below")
+        text = (f"At n = {n} the headline latent ODE reads {mean_sd(v['headline_values'])}, {where} the paper's "
+                f"{number(v['paper'], 4)}.")
         if "fast_values" in v:
             agrees = ("within its seeds' spread" if v["solver_agrees"] else "more than its seeds' spread away")
             before, after = v.get("train_min") or (None, None)
             took = (f" (training took {number(after)} minutes a run, against {number(before)} with torchdiffeq's "
                     "dopri5)" if before and after else "")
-            head += (f"; trained again on the fast solver{took}, {mean_sd(v['fast_values'])}, {agrees}, and the "
-                     "trainings below compare with that")
+            text += (f" Trained again on the fast solver{took} it reads {mean_sd(v['fast_values'])}, {agrees}; "
+                     "the other trainings are measured against that.")
         if v["gap"] <= 0:
-            out.append(f"{head}, at or below the paper's {number(v['paper'], 4)}: there is no gap to close.")
+            out.append(f"{text} There is no gap to close.")
             continue
         parts = []
         for variant, c in v["variants"].items():
@@ -433,6 +454,7 @@ def density_sentence(summary: dict) -> str:
                 parts.append(f"{says} does not close it: its RMSE is higher ({mean_sd(c['values'])})")
             else:
                 parts.append(f"{says} does not close it ({mean_sd(c['values'])}, a change smaller than its seeds' sd)")
-        out.append(f"{head}, {_percent(100 * v['gap'] / v['paper'])} above the paper's {number(v['paper'], 4)}: "
-                   + "; ".join(parts) + ".")
+        joined = "; ".join(parts)
+        out.append(f"{text} Of that gap, training on {joined}.")
+    out.append(density_conclusion(summary))
     return " ".join(out)

@@ -598,65 +598,66 @@ def summary(rows: list[dict]) -> dict:
 
 
 def latent_breakdown(profile: str, method: str, iters: int = 30) -> dict:
-    """Where odecore's latent ODE iteration spends its time (ms per iteration, medians): the encoder's forward
-    and backward, the solve's forward and its backward (from z0, through the solver's stages), and the rest
-    (decoder, likelihood, KL, Adam) as the full iteration minus those. Same model, batch and eps as the
-    latent ODE row."""
+    """Where odecore's latent ODE iteration spends its time (ms per iteration, medians over `iters` iterations),
+    each part timed inside the same iterations: the encoder (forward, and its backward from z0), the solve
+    (forward, and its backward from z(t) to z0, marked by gradient hooks), and the rest (the decoder, likelihood,
+    KL and Adam step, forward and backward). Same model, batch and eps as the latent ODE row; the loss is the
+    chapter's ELBO (checked against `LatentODE.elbo`)."""
     import torch
+
+    from odecore.experiments import latent_ode as lat
+    from odecore.models.latent_ode import gaussian_log_prob, kl_standard_normal
 
     job = latent_ode_jobs(profile)[0]
     data = {k: torch.from_numpy(v) for k, v in job["arrays"].items()}
-    from odecore.experiments import latent_ode as lat
-
     model = lat.build("latent_ode", lat.PROFILES[profile])
-    model.load_state_dict(job["state"])
     model.solver["method"], options = solver_options(method)
     if options:
         model.solver["options"] = options
     opt = torch.optim.Adam(model.parameters(), lr=job["lr"])
-    x, t_obs, idx, ts = data["x"], data["t_obs"], data["idx"], data["ts"]
-
     opt_start = opt.state_dict()
+    x, t_obs, idx, ts, eps = data["x"], data["t_obs"], data["idx"], data["ts"], data["eps"]
 
-    def timed(fn) -> float:
-        times = []
-        for _ in range(iters + 1):
-            model.load_state_dict(job["state"])              # every call from the same weights
-            opt.load_state_dict(opt_start)
-            tick = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - tick)
-        return 1e3 * statistics.median(times[1:])          # the first call warms up (and compiles)
-
-    def encoder() -> None:
+    def iteration() -> tuple[dict, float]:
+        marks = {"start": time.perf_counter()}
         mean, std = model.encoder(x, t_obs)
-        (mean.sum() + std.sum()).backward()
-
-    with torch.no_grad():
-        mean, std = model.encoder(x, t_obs)
-    z0 = (mean + std * data["eps"]).requires_grad_(True)      # the iteration's own z0: the same solve
-
-    def solve_forward():
-        return model.latent_path(z0, ts)
-
-    def solve_both() -> None:
-        solve_forward().square().sum().backward()
-
-    def iteration() -> None:
-        torch.manual_seed(job["eps_seed"])
-        loss = -model.elbo(x, t_obs, idx, data["t_grid"])[0].mean()
+        marks["encoded"] = time.perf_counter()
+        z0 = mean + std * eps
+        z0.register_hook(lambda g: marks.__setitem__("solve_back", time.perf_counter()))
+        z = model.latent_path(z0, ts)
+        marks["solved"] = time.perf_counter()
+        z.register_hook(lambda g: marks.__setitem__("rest_back", time.perf_counter()))
+        z_obs = torch.gather(z, 1, idx[..., None].expand(-1, -1, z.shape[-1]))
+        log_px = gaussian_log_prob(x, model.decoder(z_obs), model.obs_std).sum((1, 2))
+        loss = -(log_px - kl_standard_normal(mean, std)).mean()
         opt.zero_grad(set_to_none=True)
+        marks["loss"] = time.perf_counter()
         loss.backward()
+        marks["backward"] = time.perf_counter()
         opt.step()
+        marks["end"] = time.perf_counter()
+        ms = lambda a, b: 1e3 * (marks[b] - marks[a])  # noqa: E731
+        return {"encoder, forward and backward": ms("start", "encoded") + ms("solve_back", "backward"),
+                "solve, forward": ms("encoded", "solved"), "solve, backward": ms("rest_back", "solve_back"),
+                "decoder, loss and Adam": ms("solved", "loss") + ms("loss", "rest_back") + ms("backward", "end"),
+                "whole": ms("start", "end")}, float(loss.detach())
 
-    parts = {"encoder, forward and backward": timed(encoder), "solve, forward": timed(solve_forward)}
-    parts["solve, backward"] = timed(solve_both) - parts["solve, forward"]
-    total = timed(iteration)
-    parts["decoder, loss and Adam"] = total - sum(parts.values())
+    rows = []
+    for i in range(iters + 1):
+        model.load_state_dict(job["state"])                  # every iteration from the same weights
+        opt.load_state_dict(opt_start)
+        parts, loss = iteration()
+        if i:                                                # the first warms up (and compiles)
+            rows.append(parts)
+    torch.manual_seed(job["eps_seed"])
     model.load_state_dict(job["state"])
+    chapter = -float(model.elbo(x, t_obs, idx, data["t_grid"])[0].mean().detach())
+    assert abs(loss - chapter) <= LOSS_RTOL * abs(chapter), (loss, chapter)   # the same loss as the chapter's
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     model.func.reset()
-    solve_forward()
-    return {"method": method, "ms_per_iteration": total, "parts_ms": parts, "nfe_forward": model.func.reset()}
+    with torch.no_grad():
+        model.latent_path((model.encoder(x, t_obs)[0] + model.encoder(x, t_obs)[1] * eps), ts)
+    return {"method": method, "ms_per_iteration": med.pop("whole"), "parts_ms": med, "nfe_forward": model.func.reset()}
 
 
 def main(argv: list[str] | None = None) -> dict:

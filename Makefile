@@ -10,7 +10,7 @@ ODECORE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export ODECORE_MNIST_DIR
 JB := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book pdf test test-package test-notebooks test-book test-browser test-pdf reproduce env clean
+.PHONY: book fresh-cache pdf test test-package test-notebooks test-book test-browser test-pdf reproduce env clean
 
 env: $(VENV)/.installed
 
@@ -21,12 +21,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Executes every chapter from the committed results (no training) and writes _build/html.
-book: env
+book: env fresh-cache
 	$(JB)
+	touch _build/.inputs-stamp
+
+# The execution cache keys a notebook by its code, so it cannot see a new record or a change in odecore:
+# when any of them is newer than the last build, executed notebooks and parsed pages are thrown away.
+fresh-cache:
+	@if [ -f _build/.inputs-stamp ] && [ -n "$$(find data/results data/checkpoints odecore -newer _build/.inputs-stamp -not -path '*/__pycache__/*' -print -quit)" ]; then \
+	  echo "records or odecore changed since the last build: re-executing every chapter"; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees; fi
 
 # The whole book as one PDF, printed offline by Chromium from the single-page build (same execution
 # cache as `make book`): _build/pdf/book.pdf, then checked (tests/test_pdf.py).
-pdf: env
+pdf: env fresh-cache
 	$(JB) --builder singlehtml
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py

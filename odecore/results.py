@@ -324,6 +324,15 @@ def load(experiment: str, profile: str) -> Record | None:
     return record
 
 
+def superseded() -> list[Record]:
+    """Records replaced by a retraining on another solver, kept in the results folder's superseded/ (else the
+    committed data/results/superseded/) so that a page can set what the old runs cost beside the new."""
+    for folder in (results_dir() / "superseded", ROOT / "data" / "results" / "superseded"):
+        if folder.is_dir():
+            return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return []
+
+
 def available_profiles(experiment: str) -> list[str]:
     """Profiles with a stored result for `experiment`, smallest to largest."""
     return [p for p in settings.PROFILES if path_for(experiment, p).exists()]

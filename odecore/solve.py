@@ -415,6 +415,14 @@ def compiled_stages() -> Callable:
     return _compiled["stages"]
 
 
+def method_words(method: str, options: dict | None = None) -> str:
+    """How a solver reads on a page: odecore's own lean_dopri5 (compiled or not) or the torchdiffeq method."""
+    if method == LEAN_DOPRI5:
+        compiled = " with each step's six evaluations compiled into one graph" if (options or {}).get("compile") else ""
+        return f"odecore's `lean_dopri5`{compiled}"
+    return f"torchdiffeq's `{method}`"
+
+
 def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rtol: float, atol: float,
                 first_step: float | None = None, max_steps: int = 100_000, compile: bool = False) -> State:
     """Adaptive Dormand-Prince 5(4) with torchdiffeq's controller and dense output at the times in t.

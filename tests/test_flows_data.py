@@ -89,3 +89,36 @@ def test_a_corrupt_resume_checkpoint_is_an_error_never_a_result(keep):
     ckpt.write_bytes(ckpt.read_bytes()[:int(keep * ckpt.stat().st_size)])   # ... and its resume state cut
     with pytest.raises(RuntimeError, match=f"checkpoint {ckpt} is unreadable.*delete it"):
         cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)
+
+
+def test_nf_budget_record_says_how_far_each_run_got(monkeypatch):
+    from odecore import paper, results, train
+    from odecore.experiments import cnf
+
+    specs = cnf.nf_budget_specs("smoke")
+    cfg = cnf.DENSITY_PROFILES["smoke"]
+    assert specs and all(s["kind"] == "nf" and s["size"] == max(cfg.nf_layers) and s["iterations"] == 24 for s in specs)
+    assert {s["iterations"] for s in cnf.nf_budget_specs("full")} == {paper.FIGURE4["nf_iterations"]}
+    assert cnf.run_nf_budget("smoke")["metrics"]["runs"] == []          # nothing trained yet
+    fit = train.fit
+
+    def one_chunk_then_stop(*args, **kwargs):                           # a session that ends after one chunk
+        fit(*args, **{**kwargs, "num_epochs": 1})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnf.train, "fit", one_chunk_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        cnf.train_nf_budget("smoke", progress=False)
+    (partial,) = cnf.run_nf_budget("smoke")["metrics"]["runs"]
+    assert partial["iterations_done"] == specs[0]["chunk"] and len(partial["loss"]) == 1 and "kl" not in partial
+    assert partial["device_name"].startswith("cpu")
+    monkeypatch.setattr(cnf.train, "fit", fit)
+    cnf.train_nf_budget("smoke", progress=False)                         # resumes, then trains the rest
+    record = cnf.run_nf_budget("smoke")
+    runs = record["metrics"]["runs"]
+    assert [r["iterations_done"] for r in runs] == [24] * len(specs) and all(math.isfinite(r["kl"]) for r in runs)
+    assert len(runs[0]["loss"]) == 24 // specs[0]["chunk"]               # the first run's one chunk was kept
+    assert results.load("cnf_nf_budget", "smoke")["config_hash"] == results.config_hash({"specs": specs})
+    assert len(cnf.scoreboard(record)) == len(specs)
+    with pytest.raises(ValueError, match="no NF budget runs"):
+        cnf.nf_budget_specs("reduced")

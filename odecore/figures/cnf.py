@@ -23,17 +23,49 @@ def density_table(record: dict):
     return out
 
 
+def mle_summary(record: dict):
+    """Test log-likelihood (nats per held-out point) per data set and model: mean, std, min and max over
+    seeds, the seed count, and the mean training time of one run. Figure 5's numbers, wherever shown."""
+    df = pd.DataFrame([r for r in record["metrics"]["runs"] if "test_loglik" in r])
+    out = (df.groupby(["task", "kind", "size"], sort=False)
+           .agg(ll_mean=("test_loglik", "mean"), ll_std=("test_loglik", "std"), ll_min=("test_loglik", "min"),
+                ll_max=("test_loglik", "max"), seeds=("seed", "count"), train_time_s=("train_time_s", "mean"))
+           .reset_index())
+    out["ll_std"] = out["ll_std"].where(out["seeds"] > 1)
+    return out
+
+
 def mle_table(record: dict):
-    """Test log-likelihood (nats, mean over the held-out points) per data set and model."""
+    """Figure 5's table: per data set and model the test log-likelihood as mean ± sd over the seeds (the
+    seed count in the caption) and the training time of one run."""
+    runs = pd.DataFrame([r for r in record["metrics"]["runs"] if "test_loglik" in r])
     rows = []
-    for r in record["metrics"]["runs"]:
-        if "test_loglik" not in r:
-            continue
-        model = f"CNF, M={r['size']}" if r["kind"] == "cnf" else f"NF, K={r['size']} planar layers"
-        rows.append({"data set": r["task"].replace("_", " ").title(), "model": model, "seed": r["seed"],
-                     "iterations": r["iterations"], "test log-likelihood": r["test_loglik"],
-                     "std. error": r["test_loglik_se"], "train time (s)": r["train_time_s"]})
+    for r in mle_summary(record).itertuples():
+        lls = runs[(runs.task == r.task) & (runs.kind == r.kind) & (runs["size"] == r.size)]["test_loglik"]
+        rows.append({"data set": r.task.replace("_", " ").title(),
+                     "model": f"CNF, M={r.size}" if r.kind == "cnf" else f"NF, K={r.size} planar layers",
+                     "test log-likelihood": tables.mean_sd(lls), "train time per run (min)": r.train_time_s / 60})
     return pd.DataFrame(rows)
+
+
+def solver_change(old: dict, new: dict) -> str:
+    """A sentence: how far each run retrained on another solver moved from the run it replaced (same model,
+    data and seed), against the spread of the new record's seeds. Empty when no run changed solver."""
+    before = {(r["task"], r["kind"], r["seed"]): r for r in old["metrics"]["runs"] if "test_loglik" in r}
+    spread = mle_summary(new).set_index(["task", "kind"])["ll_std"]
+    parts = []
+    for r in new["metrics"]["runs"]:
+        was = before.get((r["task"], r["kind"], r["seed"]))
+        if "test_loglik" not in r or was is None or was.get("method") == r.get("method"):
+            continue
+        moved, sd = r["test_loglik"] - was["test_loglik"], spread.get((r["task"], r["kind"]))
+        within = "" if sd is None or np.isnan(sd) else (" (within" if abs(moved) <= sd else " (outside") + \
+            f" the seeds' spread of {tables.number(sd)})"
+        parts.append(f"{r['task'].replace('_', ' ').title()} {r['kind'].upper()}, seed {r['seed']}: "
+                     f"{tables.number(was['test_loglik'])} with `{was['method']}`, {tables.number(r['test_loglik'])} "
+                     f"with `{r['method']}`{within}")
+    return ("Retrained on the fast path, the runs moved from the first record's as follows: " + "; ".join(parts) + "."
+            if parts else "")
 
 
 def failures(record: dict) -> list[dict]:
@@ -175,3 +207,79 @@ def figure5(record: dict, arrays: dict) -> dict:
         fig.suptitle(data.replace("_", " ").title())
         figs[data] = fig
     return figs
+
+
+# ----------------------------------------------------------------------------------- the NF's paper budget
+def _budget_baselines(density: dict) -> dict[str, dict[str, float]]:
+    """Per target, the mean final KL of Figure 4's largest NF (at its shorter budget) and largest CNF."""
+    cfg = density["config"]
+    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])["kl_mean"]
+    return {t: {"nf": tab.get((t, "nf", max(cfg["nf_layers"]), cfg["nf_iterations"])),
+                "cnf": tab.get((t, "cnf", max(cfg["cnf_units"]), cfg["cnf_iterations"]))} for t in cfg["targets"]}
+
+
+def _budget_runs(budget: dict | None, specs: list[dict]) -> list[tuple[dict, dict | None]]:
+    """Each paper-budget spec with its run's progress in `budget`, None where it has not started."""
+    have = {(r["task"], r["seed"]): r for r in (budget or {}).get("metrics", {}).get("runs", [])}
+    return [(s, have.get((s["task"], s["seed"]))) for s in specs]
+
+
+def nf_budget_table(budget: dict | None, specs: list[dict], density: dict):
+    """Per paper-budget run: iterations done, its latest KL (the final evaluation when finished, else the last
+    chunk's training loss) beside Figure 4's NF at the shorter budget and CNF (means over seeds)."""
+    base, rows = _budget_baselines(density), []
+    cfg = density["config"]
+    for spec, r in _budget_runs(budget, specs):
+        done = r is not None and r["iterations_done"] == r["iterations"]
+        rows.append({"target": spec["task"], "seed": spec["seed"],
+                     "iterations": f"{r['iterations_done'] if r else 0:,} of {spec['iterations']:,}",
+                     "KL now": None if r is None else r["kl"] if done else r["loss"][-1],
+                     "read from": "not started" if r is None else "final evaluation" if done else "training loss",
+                     f"NF, {cfg['nf_iterations']:,} it.": base[spec["task"]]["nf"],
+                     f"CNF, {cfg['cnf_iterations']:,} it.": base[spec["task"]]["cnf"]})
+    return pd.DataFrame(rows)
+
+
+def nf_budget_sentence(budget: dict | None, specs: list[dict]) -> str:
+    """How far the paper-budget runs have got, in one or two sentences."""
+    runs = (budget or {}).get("metrics", {}).get("runs", [])
+    total = sum(s["iterations"] for s in specs)
+    done = sum(r["iterations_done"] for r in runs)
+    finished = sum(r["iterations_done"] == r["iterations"] for r in runs)
+    if not runs:
+        return (f"None of the {tables.words(len(specs))} runs has started: they need {total:,} iterations in all.")
+    going = len(runs) - finished
+    state = f"{tables.words(finished).capitalize()} of the {tables.words(len(specs))} runs " + \
+        ("has" if finished == 1 else "have") + " finished" + \
+        (f" and {tables.words(going)} {'is' if going == 1 else 'are'} under way" if going else "")
+    return (f"{state}: {done:,} of the {total:,} iterations ({tables.number(100 * done / total)}%), in "
+            f"{tables.number(sum(r['train_time_s'] for r in runs) / 3600)} h of training.")
+
+
+def figure_nf_budget(budget: dict | None, specs: list[dict], density: dict):
+    """KL against iterations of each paper-budget run (its training loss per chunk), one panel per target,
+    with Figure 4's NF at the shorter budget and CNF as horizontal lines (means over seeds)."""
+    base, cfg = _budget_baselines(density), density["config"]
+    targets = list(dict.fromkeys(s["task"] for s in specs))
+    cols = 2 if len(targets) > 1 else 1
+    fig, axes = plots.subplots(-(-max(1, len(targets)) // cols), cols, width=2.9, height=2.4, squeeze=False)
+    for ax in axes.flat[len(targets):]:
+        ax.set_axis_off()
+    runs = [(s, r) for s, r in _budget_runs(budget, specs) if r is not None]
+    for ax, target in zip(axes.flat, targets):
+        for spec, r in runs:
+            if spec["task"] == target:
+                ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["nf"],
+                        alpha=0.4 + 0.2 * r["seed"], lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
+        for kind, style, label in (("nf", ":", f"NF, {cfg['nf_iterations']:,} it."),
+                                   ("cnf", "--", f"CNF, {cfg['cnf_iterations']:,} it.")):
+            if base[target][kind] is not None:
+                ax.axhline(base[target][kind], color=plots.COLORS[kind], ls=style, lw=1, label=label)
+        ax.set_xscale("log")
+        ax.set_xlim(specs[0]["chunk"], specs[0]["iterations"])
+        ax.set_title(target)
+        ax.set_xlabel("iteration")
+    axes.flat[0].set_ylabel("KL(q‖p), nats")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
+    return fig

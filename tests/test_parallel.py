@@ -1,7 +1,10 @@
 """The sub-run pool on Ray: which sub-runs it starts, what it reports, its exit status, and that a
 killed driver leaves no worker behind.
 
-Every Ray test here runs a local cluster. None reads a duration: a deadline either leaves no task
+Every Ray test here runs a local cluster. Starting one costs seconds of CPU (GCS, raylet, two agents),
+so the tests that need no cluster of their own share one (`local_ray`): the in-process pool, and the
+command given its address. A driver that must start, own and take down its cluster (the killed
+driver, SIGTERM and Ctrl-C) starts its own. None reads a duration: a deadline either leaves no task
 a chance to finish (a sleeper of an hour) or is not set, and every wait for a process is bounded
 by minutes, so a loaded machine (Ray takes 20 s or more to start on two busy cores) only slows them.
 """
@@ -66,12 +69,18 @@ def test_task_body_gets_its_device_as_an_argument_and_one_thread(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local cluster for the in-process pool tests, shut down after them."""
+def local_ray(tmp_path_factory) -> str:
+    """One local cluster of two CPUs (the commands' --workers 2) for this module, shut down after it; its address.
+
+    The in-process pool tests use it directly, the command tests reach it with --address: each a job of
+    its own, with its own workers and folders (forwarded as the command's settings)."""
+    folders = tmp_path_factory.mktemp("ray")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("RAY_ADDRESS", raising=False)
-        assert parallel.start_ray(address=None, workers=4)   # a new local cluster, not one found on the machine
-    yield
+        for name in ("RESULTS", "CHECKPOINT", "SCRATCH"):    # what the cluster's processes inherit: never data/
+            mp.setenv(f"ODECORE_{name}_DIR", str(folders / name.lower()))
+        assert parallel.start_ray(address=None, workers=2)   # a new local cluster, not one found on the machine
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 
@@ -91,8 +100,9 @@ def test_pool_reports_done_and_every_kind_of_failure(local_ray):
 
 def test_pool_cancels_what_outlasts_the_deadline(local_ray):
     # An hour's sleep cannot finish within any deadline the test sets, started or still queued.
-    # One sleeper for each of the cluster's four CPUs.
-    todo = [parallel.Task(0, -9.0, f"sleeper {i}", time.sleep, (3600,)) for i in range(4)]
+    # One sleeper for each of the cluster's CPUs.
+    cpus = int(ray.cluster_resources()["CPU"])
+    todo = [parallel.Task(0, -9.0, f"sleeper {i}", time.sleep, (3600,)) for i in range(cpus)]
     report = parallel.run_pool(todo, deadline_s=5)
     assert report.unfinished == [t.label for t in todo] and not report.done and not report.failed
     assert not report.ok
@@ -109,8 +119,8 @@ def _command_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", ["trained", "failed", "unfinished"])
-def test_command_exit_status(tmp_path, case):
-    args = ["--profile", "smoke", "--only", "cnf_mle", "--workers", "2"]
+def test_command_exit_status(tmp_path, case, local_ray):
+    args = ["--profile", "smoke", "--only", "cnf_mle", "--address", local_ray]
     env = _command_env(tmp_path)
     if case == "failed":             # every sub-run fails to save its checkpoint: a folder inside a file
         (tmp_path / "a_file").write_text("")
@@ -202,10 +212,10 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 @pytest.mark.skipif(not (MNIST / "train-labels-idx1-ubyte.gz").exists() and not os.environ.get("ODECORE_MNIST_DIR"),
                     reason="no MNIST copy")
-def test_mnist_pool_then_the_chapter_assembles_without_training_a_model(tmp_path):
+def test_mnist_pool_then_the_chapter_assembles_without_training_a_model(tmp_path, local_ray):
     env = _command_env(tmp_path, ODECORE_MNIST_DIR=os.environ.get("ODECORE_MNIST_DIR") or str(MNIST))
     pool = subprocess.run([sys.executable, "-m", "odecore.experiments.parallel", "--profile", "smoke", "--only", "mnist",
-                           "--workers", "2"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           "--address", local_ray], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     n = len(parallel.tasks("smoke", ("mnist",)))
     assert pool.returncode == 0 and f"{n} done, 0 failed" in pool.stdout, pool.stdout + pool.stderr
     chapter = subprocess.run([sys.executable, "-m", "odecore.experiments", "mnist", "--profile", "smoke"], env=env,

@@ -39,7 +39,11 @@ pdf: env fresh-cache
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
-test: test-package test-notebooks test-book test-browser test-pdf
+# The package tests run beside the notebooks and then the strict book build (two jobs: CI has two cores, and
+# neither writes what the other reads); the browser and PDF checks read the built book, so they follow it.
+test: env
+	$(MAKE) -j2 --output-sync=target test-package test-notebooks test-book
+	$(MAKE) test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
 test-package: env

@@ -128,20 +128,18 @@ def _run_key(run: dict) -> tuple:
 
 
 def retrained(old: dict, new: dict) -> dict | None:
-    """A record retrained on another solver (`new`) against the one it replaced (`old`): the training time of
-    the runs both made with different solvers (same model, data, seed and iterations; a run's solver is its own
-    `method`, else its record's), so the two times are of the same work. None when no run was retrained."""
+    """A record trained again (`new`) against the one it replaced (`old`): the training time of the runs both
+    have (same model, data, seed and iterations), so the two times are of the same work, and each record's
+    solver. None when they share no run."""
     def runs(record: dict) -> dict[tuple, dict]:
-        default = record.get("config", {}).get("method")
-        return {_run_key(r): {**r, "method": r.get("method", default)} for r in record["metrics"].get("runs", [])
-                if "train_time_s" in r}
+        return {_run_key(r): r for r in record["metrics"].get("runs", []) if "train_time_s" in r}
 
     before, after = runs(old), runs(new)
-    pairs = [(before[k], r) for k, r in after.items() if k in before and before[k]["method"] != r["method"]]
+    pairs = [(before[k], r) for k, r in after.items() if k in before]
     if not pairs:
         return None
     old_s, new_s = sum(a["train_time_s"] for a, _ in pairs), sum(b["train_time_s"] for _, b in pairs)
-    return {"runs": len(pairs), "old_method": pairs[0][0]["method"], "new_method": pairs[0][1]["method"],
+    return {"runs": len(pairs), "old_method": old["config"].get("method"), "new_method": new["config"].get("method"),
             "old_hours": old_s / 3600, "new_hours": new_s / 3600, "speedup": old_s / new_s,
             "devices": sorted({r.get("device_name", "?") for pair in pairs for r in pair})}
 

@@ -6,24 +6,24 @@ import pytest
 from odecore import compute, results
 
 
-def _run(kind: str, seed: int, method: str | None, seconds: float) -> dict:
+def _run(kind: str, seed: int, seconds: float) -> dict:
     return {"kind": kind, "task": "two_circles", "size": 64, "seed": seed, "iterations": 5000,
-            "method": method, "train_time_s": seconds, "device_name": "cpu (1 threads)"}
+            "train_time_s": seconds, "device_name": "cpu (1 threads)"}
 
 
-def test_retrained_compares_only_the_runs_trained_again_with_another_solver():
-    old = {"metrics": {"runs": [_run("cnf", 0, "dopri5", 100.0), _run("nf", 0, None, 20.0)]}}
-    new = {"metrics": {"runs": [_run("cnf", 0, "lean_dopri5", 40.0), _run("cnf", 1, "lean_dopri5", 45.0),
-                                _run("nf", 0, None, 20.0)]}}
+def test_retrained_compares_the_runs_both_records_have():
+    old = {"config": {"method": "dopri5"}, "metrics": {"runs": [_run("cnf", 0, 100.0), _run("nf", 0, 20.0)]}}
+    new = {"config": {"method": "lean_dopri5"},
+           "metrics": {"runs": [_run("cnf", 0, 40.0), _run("cnf", 1, 45.0), _run("nf", 0, 20.0)]}}
     pair = compute.retrained(old, new)
-    # seed 1 has no old run and the NF did not change solver: one pair, 100 s against 40 s
-    assert pair["runs"] == 1 and (pair["old_method"], pair["new_method"]) == ("dopri5", "lean_dopri5")
-    assert pair["speedup"] == pytest.approx(2.5) and pair["old_hours"] == pytest.approx(100 / 3600)
+    # seed 1 has no old run: two pairs, 120 s against 60 s
+    assert pair["runs"] == 2 and (pair["old_method"], pair["new_method"]) == ("dopri5", "lean_dopri5")
+    assert pair["speedup"] == pytest.approx(2.0) and pair["old_hours"] == pytest.approx(120 / 3600)
 
 
-def test_retrained_is_none_when_no_run_changed_solver():
-    record = {"metrics": {"runs": [_run("cnf", 0, "dopri5", 100.0)]}}
-    assert compute.retrained(record, record) is None
+def test_retrained_is_none_when_the_records_share_no_run():
+    old = {"config": {}, "metrics": {"runs": [_run("cnf", 0, 100.0)]}}
+    assert compute.retrained(old, {"config": {}, "metrics": {"runs": [_run("cnf", 1, 100.0)]}}) is None
 
 
 def test_superseded_records_are_read_from_the_results_folder():
@@ -33,11 +33,10 @@ def test_superseded_records_are_read_from_the_results_folder():
     assert [r["experiment"] for r in results.superseded()] == ["cnf_mle"]
 
 
-def test_a_runs_solver_is_its_records_when_the_run_does_not_name_one():
+def test_irregular_and_regular_runs_are_two_runs():
     run = lambda sampling, seconds: {"model": "latent_ode", "n": 30, "seed": 0, "iterations": 2400,  # noqa: E731
                                      "sampling": sampling, "train_time_s": seconds}
     old = {"config": {"method": "dopri5"}, "metrics": {"runs": [run("irregular", 600.0), run("regular", 300.0)]}}
     new = {"config": {"method": "lean_dopri5"}, "metrics": {"runs": [run("irregular", 200.0), run("regular", 150.0)]}}
     pair = compute.retrained(old, new)
-    # irregular and regular are two runs, not one
     assert pair["runs"] == 2 and pair["speedup"] == pytest.approx(900 / 350) and pair["new_method"] == "lean_dopri5"

@@ -238,9 +238,12 @@ def test_figure5_numbers_are_means_over_the_seeds_wherever_shown():
     assert list(table["test log-likelihood"]) == [tables.mean_sd([-0.20, -0.22, -0.24]), tables.mean_sd([-0.30, -0.10, -0.29])]
     rows = cnf.scoreboard(record)
     assert [r["ours"] for r in rows] == pytest.approx([-0.22, -0.23]) and all("mean of 3 seeds" in r["quantity"] for r in rows)
-    # the NF is below the CNF on the mean, though above it on one seed: the verdict reads the means
+    # the NF is below the CNF on the mean, by less than the seeds' spread: no difficulty the seeds can tell
     claim = ledger._flows(None, record)[0]
-    assert claim["verdict"] == "reproduced" and "mean of 3 seeds" in claim["detail"]
+    assert claim["verdict"] == "not reproduced" and "mean of 3 seeds" in claim["detail"] and "less than" in claim["detail"]
+    clear = {**record, "metrics": {"runs": [{**r, "test_loglik": r["test_loglik"] - 0.5 * (r["kind"] == "nf")}
+                                            for r in runs]}}
+    assert ledger._flows(None, clear)[0]["verdict"] == "reproduced"
 
 
 def test_a_retrained_run_is_set_against_the_run_it_replaced_and_the_seeds_spread():

@@ -416,11 +416,12 @@ def compiled_stages() -> Callable:
 
 
 def method_words(method: str, options: dict | None = None) -> str:
-    """How a solver reads on a page: odecore's own lean_dopri5 (compiled or not) or the torchdiffeq method."""
+    """How a solver reads in a page's generated text (plain, since glued text is not parsed as markdown):
+    odecore's own lean_dopri5 (compiled or not) or the torchdiffeq method."""
     if method == LEAN_DOPRI5:
         compiled = " with each step's six evaluations compiled into one graph" if (options or {}).get("compile") else ""
-        return f"odecore's `lean_dopri5`{compiled}"
-    return f"torchdiffeq's `{method}`"
+        return f"odecore's lean_dopri5{compiled}"
+    return f"torchdiffeq's {method}"
 
 
 def lean_dopri5(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rtol: float, atol: float,

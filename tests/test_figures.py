@@ -255,6 +255,6 @@ def test_a_retrained_run_is_set_against_the_run_it_replaced_and_the_seeds_spread
                                 run("nf", 1, -0.11, None), run("nf", 2, -0.12, None)]}}
     text = cnf_figures.solver_change(old, new)
     # the CNF moved 0.01 against a spread of 0.02 and changed solver; the NF moved 0.15 against 0.01
-    assert "CNF, seed 0, from −0.300 to −0.290 (`dopri5` to `lean_dopri5`, within the seeds' spread of 0.0200)" in text
+    assert "CNF, seed 0, from −0.300 to −0.290 (dopri5 to lean_dopri5, within the seeds' spread of 0.0200)" in text
     assert "NF, seed 0, from −0.250 to −0.100 (no solver" in text and "outside the seeds' spread of 0.0100" in text
     assert "seed 1" not in text and cnf_figures.solver_change({"metrics": {"runs": []}}, new) == ""

@@ -60,7 +60,7 @@ def solver_change(old: dict, new: dict) -> str:
         if "test_loglik" not in r or was is None:
             continue
         moved, sd = r["test_loglik"] - was["test_loglik"], spread.get((r["task"], r["kind"]))
-        how = (f"`{was['method']}` to `{r['method']}`" if was.get("method") != r.get("method")
+        how = (f"{was['method']} to {r['method']}" if was.get("method") != r.get("method")
                else "the same solver" if r.get("method") else "no solver; its layers now run as one batched computation")
         within = "" if sd is None or np.isnan(sd) else (", within" if abs(moved) <= sd else ", outside") + \
             f" the seeds' spread of {tables.number(sd)}"

@@ -170,7 +170,7 @@ def _flows(density: dict | None, mle: dict | None) -> list[dict]:
             gap, spread = cnf.ll_mean - nf.ll_mean, float(np.hypot(np.nan_to_num(nf.ll_std), np.nan_to_num(cnf.ll_std)))
             seeds = f", mean of {int(nf.seeds)} seeds" if nf.seeds > 1 else ""
             against = (f"; the CNF is ahead by {number(gap)}, {'more' if gap > spread else 'less'} than the seeds' "
-                       f"spread ({number(spread)})" if spread else "")
+                       f"combined sd ({number(spread)})" if spread else "")
             out.append(_claim("The planar NF has difficulty with Two Moons, where the CNF does not", "Sec. 4, Fig. 5",
                               "reproduced" if gap > spread else "not reproduced",
                               f"test log-likelihood NF {number(nf.ll_mean)}, CNF {number(cnf.ll_mean)} nats per "

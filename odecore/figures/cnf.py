@@ -49,24 +49,34 @@ def mle_table(record: dict):
 
 
 def solver_change(old: dict, new: dict) -> str:
-    """A sentence: how far each run of `new` moved from the same run (model, data, seed) of the record it
-    replaced, against the spread of the new record's seeds, naming the solver where it changed. Empty when
-    the two records share no run."""
+    """A sentence: the runs of `new` that an earlier record (`old`, the one it replaced) also trained (same
+    model, data and seed), whether they read the same to three digits, and how far the others moved against the
+    sd of the new record's seeds. Empty when the two records share no run."""
     before = {(r["task"], r["kind"], r["seed"]): r for r in old["metrics"]["runs"] if "test_loglik" in r}
-    spread = mle_summary(new).set_index(["task", "kind"])["ll_std"]
-    parts = []
+    sd = mle_summary(new).set_index(["task", "kind"])["ll_std"]
+    same, moved = [], []
     for r in new["metrics"]["runs"]:
         was = before.get((r["task"], r["kind"], r["seed"]))
         if "test_loglik" not in r or was is None:
             continue
-        moved, sd = r["test_loglik"] - was["test_loglik"], spread.get((r["task"], r["kind"]))
-        how = (f"{was['method']} to {r['method']}" if was.get("method") != r.get("method")
-               else "the same solver" if r.get("method") else "no solver; its layers now run as one batched computation")
-        within = "" if sd is None or np.isnan(sd) else (", within" if abs(moved) <= sd else ", outside") + \
-            f" the seeds' spread of {tables.number(sd)}"
-        parts.append(f"{r['task'].replace('_', ' ').title()} {r['kind'].upper()}, seed {r['seed']}, from "
-                     f"{tables.number(was['test_loglik'])} to {tables.number(r['test_loglik'])} ({how}{within})")
-    return ("Retrained, the runs the first record had moved as follows: " + "; ".join(parts) + "." if parts else "")
+        name = f"{r['task'].replace('_', ' ').title()} {r['kind'].upper()} (seed {r['seed']})"
+        if tables.number(was["test_loglik"]) == tables.number(r["test_loglik"]):
+            same.append(name)
+            continue
+        why = "" if r.get("method") else ", whose layers now run as one batched computation"
+        s = sd.get((r["task"], r["kind"]))
+        within = "" if s is None or np.isnan(s) else f", {'within' if abs(r['test_loglik'] - was['test_loglik']) <= s else 'beyond'} " \
+            f"the seeds' sd of {tables.number(s)}"
+        moved.append(f"{name}{why}, from {tables.number(was['test_loglik'])} to {tables.number(r['test_loglik'])}{within}")
+    if not same and not moved:
+        return ""
+    solver = old.get("config", {}).get("method")
+    text = f"The earlier training{f' on {solver}' if solver else ''} gave "
+    if same:
+        text += f"the same test log-likelihood to three digits for {', '.join(same)}"
+    if moved:
+        text += ("; " if same else "") + "it differs for " + "; ".join(moved)
+    return text + "."
 
 
 def failures(record: dict) -> list[dict]:
@@ -235,7 +245,6 @@ def nf_budget_table(budget: dict | None, specs: list[dict], density: dict):
         rows.append({"target": spec["task"], "seed": spec["seed"],
                      "iterations": f"{r['iterations_done'] if r else 0:,} of {spec['iterations']:,}",
                      "KL now": None if r is None else r["kl"] if done else r["loss"][-1],
-                     "read from": "not started" if r is None else "final evaluation" if done else "training loss",
                      f"NF, {cfg['nf_iterations']:,} it.": base[spec["task"]]["nf"],
                      f"CNF, {cfg['cnf_iterations']:,} it.": base[spec["task"]]["cnf"]})
     return pd.DataFrame(rows)

@@ -324,12 +324,14 @@ def load(experiment: str, profile: str) -> Record | None:
     return record
 
 
-def superseded() -> list[Record]:
+def superseded(experiment: str | None = None, profile: str | None = None) -> list[Record]:
     """Records replaced by a retraining on another solver, kept in the results folder's superseded/ (else the
-    committed data/results/superseded/) so that a page can set what the old runs cost beside the new."""
+    committed data/results/superseded/) so that a page can set what the old runs cost beside the new; only
+    those of `experiment` and `profile` when given."""
     for folder in (results_dir() / "superseded", ROOT / "data" / "results" / "superseded"):
         if folder.is_dir():
-            return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+            records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+            return [r for r in records if experiment in (None, r["experiment"]) and profile in (None, r["profile"])]
     return []
 
 

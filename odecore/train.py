@@ -8,6 +8,7 @@ saved), a clear stop when the loss is not finite, and seeding.
 from __future__ import annotations
 
 import io
+import json
 import random
 import time
 from pathlib import Path
@@ -49,6 +50,16 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as err:  # truncated zip, empty file, unpickling error
         raise RuntimeError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it is truncated "
                            "or corrupt: delete it to restart that run from its last good state or from scratch") from err
+
+
+def run_progress(stem: Path) -> tuple[dict | None, list[dict] | None]:
+    """How far a sub-run has got: its finished summary (stem.json) if it has one, else None and the epochs
+    its resume state (stem.pt) holds, else (None, None) when it has not started."""
+    if stem.with_suffix(".json").exists():
+        return json.loads(stem.with_suffix(".json").read_text()), None
+    if stem.with_suffix(".pt").exists():
+        return None, load_checkpoint(stem.with_suffix(".pt"))["history"]
+    return None, None
 
 
 def _rng_state() -> dict:

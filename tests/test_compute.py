@@ -30,7 +30,10 @@ def test_superseded_records_are_read_from_the_results_folder():
     folder = results.results_dir() / "superseded"
     folder.mkdir(parents=True)
     (folder / "cnf_mle-full-dopri5.json").write_text(json.dumps({"experiment": "cnf_mle", "profile": "full"}))
-    assert [r["experiment"] for r in results.superseded()] == ["cnf_mle"]
+    (folder / "latent_ode-full-dopri5.json").write_text(json.dumps({"experiment": "latent_ode", "profile": "full"}))
+    assert [r["experiment"] for r in results.superseded()] == ["cnf_mle", "latent_ode"]
+    assert [r["experiment"] for r in results.superseded("latent_ode", "full")] == ["latent_ode"]
+    assert results.superseded("cnf_mle", "reduced") == []
 
 
 def test_irregular_and_regular_runs_are_two_runs():

@@ -249,7 +249,7 @@ def test_density_smoke_record_scores_every_training_on_table2s_test_spirals(dirs
 def test_full_density_headline_is_read_from_table2s_first_dopri5_record(monkeypatch):
     monkeypatch.delenv("ODECORE_RESULTS_DIR")      # the committed data/results/ and data/checkpoints/
     monkeypatch.delenv("ODECORE_CHECKPOINT_DIR")
-    first = [r for r in results.superseded() if (r["experiment"], r["profile"]) == ("latent_ode", "full")]
+    first = results.superseded("latent_ode", "full")
     if not first:
         pytest.skip("no committed first Table 2 record")
     monkeypatch.setattr(exp, "train_one", lambda *a, **k: pytest.fail("would train a Table 2 sub-run"))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from odecore.train import fit, seed_everything
+from odecore.train import fit, run_progress, seed_everything
 
 
 def make(seed: int = 0):
@@ -155,3 +155,15 @@ def test_nan_only_in_the_adjoint_backward_is_named():
     loss_fn = lambda b: odesolve(func, z0, t, adjoint=True)[-1].sum()  # noqa: E731
     with pytest.raises(SolverError, match="(?s)backward pass failed at epoch 1, step 1.*NaN or inf"):
         fit(func, opt, loss_fn, lambda e: [None], num_epochs=1, progress=False)
+
+
+def test_run_progress_reads_the_resume_state_then_the_finished_summary(tmp_path):
+    stem = tmp_path / "run"
+    assert run_progress(stem) == (None, None)                          # not started
+    model, opt, sched, loss_fn, batches = make()
+    fit(model, opt, loss_fn, batches, num_epochs=2, scheduler=sched, progress=False,
+        checkpoint=stem.with_suffix(".pt"))
+    summary, history = run_progress(stem)
+    assert summary is None and [h["epoch"] for h in history] == [1, 2]
+    stem.with_suffix(".json").write_text('{"history": [], "final": true}')
+    assert run_progress(stem) == ({"history": [], "final": True}, None)  # the summary wins once finished

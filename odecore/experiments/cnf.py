@@ -24,7 +24,6 @@ Command line: python -m odecore.experiments cnf --profile reduced [--rerun]
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -226,10 +225,14 @@ def _chunked(fn, x: torch.Tensor, size: int = 5000) -> torch.Tensor:
     return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
 
 
+def subrun_stem(spec: dict) -> Path:
+    """Where a sub-run keeps its summary (.json) and resume state (.pt) while it trains."""
+    return scratch() / f"{subrun_name(spec)}-{results.subrun_key(spec)}"
+
+
 def train_subrun(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
     """One sub-run: its stored summary, else trained (resuming if interrupted); see results.run_or_load."""
-    name = subrun_name(spec)
-    stem = scratch() / f"{name}-{results.subrun_key(spec)}"
+    name, stem = subrun_name(spec), subrun_stem(spec)
     ckpt = _ckpt_path(experiment, profile, name)
     return results.run_or_load(stem.with_suffix(".json"), lambda: _fit(spec, experiment, name, stem, ckpt, progress),
                                outputs=(ckpt,), resume=(stem.with_suffix(".pt"),))
@@ -375,16 +378,12 @@ def nf_budget_specs(profile: str) -> list[dict]:
             if s["kind"] == "nf" and s["size"] == max(cfg.nf_layers) and s["iterations"] == cfg.nf_iterations]
 
 
-def _budget_stem(spec: dict) -> Path:
-    return scratch() / f"{subrun_name(spec)}-{results.subrun_key(spec)}"
-
-
 def train_nf_budget(profile: str = "full", progress: bool = True) -> list[dict]:
     """Train the paper-budget runs one after another; each resumes from its last chunk. The device each
     trains on is written beside its resume state, so that an unfinished run's compute names it."""
     out = []
     for spec in nf_budget_specs(profile):
-        stem = _budget_stem(spec)
+        stem = subrun_stem(spec)
         stem.parent.mkdir(parents=True, exist_ok=True)
         results.atomic_write_text(stem.with_suffix(".device"), profiles.device_name(profiles.device()))
         out.append(train_subrun(spec, "cnf_density", profile, progress))
@@ -394,13 +393,12 @@ def train_nf_budget(profile: str = "full", progress: bool = True) -> list[dict]:
 def nf_budget_progress(spec: dict) -> dict | None:
     """How far one paper-budget run has got: its summary when finished, else from its resume state the
     iterations done, the training loss (KL up to the batch's noise) per chunk and the time; None if not started."""
-    name, stem = subrun_name(spec), _budget_stem(spec)
-    if stem.with_suffix(".json").exists():
-        summary = json.loads(stem.with_suffix(".json").read_text())
+    name, stem = subrun_name(spec), subrun_stem(spec)
+    summary, history = train.run_progress(stem)
+    if summary is not None:
         return {**summary, "iterations_done": spec["iterations"]}
-    if not stem.with_suffix(".pt").exists():
+    if history is None:
         return None
-    history = train.load_checkpoint(stem.with_suffix(".pt"))["history"]
     log_z = toy2d.log_normalizer(spec["task"])
     return {**spec, "name": name, "iterations_done": min(spec["iterations"], len(history) * spec["chunk"]),
             "loss": [h["loss"] + log_z for h in history], "train_time_s": sum(h["time_s"] for h in history),

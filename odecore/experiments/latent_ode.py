@@ -665,8 +665,7 @@ def table2_subrun(profile: str, cfg: Config, n: int, seed: int, *, progress: boo
     sub-run's summary lives in the scratch folder, which a fresh checkout does not have."""
     table2 = dataclasses.replace(PROFILES[profile], method=cfg.method)
     name = "latent_ode" if cfg.method == PROFILES[profile].method else "latent_ode_density_headline"
-    candidates = [results.load("latent_ode", profile)] + [r for r in results.superseded()
-                                                           if (r["experiment"], r["profile"]) == ("latent_ode", profile)]
+    candidates = [results.load("latent_ode", profile)] + results.superseded("latent_ode", profile)
     for stored in candidates:
         if (stored is not None and stored["config_hash"] == results.config_hash(table2)
                 and checkpoint_path(profile, "latent_ode", n, seed, name).exists()):

@@ -11,7 +11,6 @@ figures are drawn from it by `odecore.figures.mnist`.
 """
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import resource
@@ -28,7 +27,7 @@ from torch.nn import functional as F
 from odecore import paper, profiles, results, settings
 from odecore.datasets import mnist as data
 from odecore.models import mnist as models
-from odecore.train import atomic_save, fit, seed_everything
+from odecore.train import atomic_save, fit, run_progress, seed_everything
 
 EXPERIMENTS = ("mnist", "mnist_nfe_ablation")
 
@@ -505,14 +504,8 @@ def ablation_history(variant: str, seed: int = 0) -> list[dict] | None:
     """The epochs a variant has trained so far (its finished summary's, else its resume state's), or None."""
     cfg, profile = NFE_ABLATIONS[variant], ablation_profile(variant)
     key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model="odenet", seed=seed, num_epochs=num_epochs(cfg, "odenet"))
-    stem = _parts_dir(profile) / f"odenet-seed{seed}-{key}"
-    if stem.with_suffix(".json").exists():
-        return json.loads(stem.with_suffix(".json").read_text())["history"]
-    if stem.with_suffix(".pt").exists():
-        from odecore.train import load_checkpoint
-
-        return load_checkpoint(stem.with_suffix(".pt"))["history"]
-    return None
+    summary, history = run_progress(_parts_dir(profile) / f"odenet-seed{seed}-{key}")
+    return summary["history"] if summary is not None else history
 
 
 def run_nfe_ablation(seed: int = 0) -> results.Record:

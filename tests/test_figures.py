@@ -236,8 +236,9 @@ def test_figure5_numbers_are_means_over_the_seeds_wherever_shown():
     assert summary.loc["cnf", "ll_std"] == pytest.approx(0.02)
     table = cnf_figures.mle_table(record)
     assert list(table["test log-likelihood"]) == [tables.mean_sd([-0.20, -0.22, -0.24]), tables.mean_sd([-0.30, -0.10, -0.29])]
-    rows = cnf.scoreboard(record)
+    (*rows, gap) = cnf.scoreboard(record)
     assert [r["ours"] for r in rows] == pytest.approx([-0.22, -0.23]) and all("mean of 3 seeds" in r["quantity"] for r in rows)
+    assert gap["ours"] == pytest.approx(0.01) and gap["verdict"] == "not reproduced"   # the ledger's verdict, below
     # the NF is below the CNF on the mean, by less than the seeds' spread: no difficulty the seeds can tell
     claim = ledger._flows(None, record)[0]
     assert claim["verdict"] == "not reproduced" and "mean of 3 seeds" in claim["detail"] and "less than" in claim["detail"]
@@ -258,3 +259,31 @@ def test_a_retrained_run_is_set_against_the_run_it_replaced_and_the_seeds_spread
     assert text.startswith("The earlier training gave the same test log-likelihood to three digits for Two Moons CNF (seed 0)")
     assert "Two Moons NF (seed 0), whose layers now run as one batched computation, from −0.250 to −0.100, beyond the seeds' sd of 0.0100" in text
     assert "seed 1" not in text and cnf_figures.solver_change({"metrics": {"runs": []}}, new) == ""
+
+
+def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
+    from odecore import ledger
+    from odecore.experiments import cnf
+
+    cfg = {"targets": ["U1", "U2"], "nf_layers": [32], "cnf_units": [32], "nf_iterations": 20000,
+           "cnf_iterations": 10000, "long_cnf": [], "long_iterations": 10000}
+    kls = {("U1", "cnf"): (0.020, 0.022, 0.024), ("U1", "nf"): (0.010, 0.030, 0.017),   # NF lower, within the spread
+           ("U2", "cnf"): (0.020, 0.021, 0.022), ("U2", "nf"): (0.050, 0.051, 0.052)}
+    runs = [{"task": t, "kind": k, "size": 32, "seed": s, "kl": kl, "iterations": cfg[f"{k}_iterations"]}
+            for (t, k), values in kls.items() for s, kl in enumerate(values)]
+    density = {"experiment": "cnf_density", "profile": "full", "config": cfg, "metrics": {"runs": runs}}
+    vs = cnf_figures.cnf_against_nf(density).set_index("target")
+    assert list(vs.lower) == [False, True] and list(vs.matches) == [True, True]
+    assert vs.loc["U1", "spread"] == pytest.approx(np.hypot(np.std([0.020, 0.022, 0.024], ddof=1),
+                                                            np.std([0.010, 0.030, 0.017], ddof=1)))
+    assert "lower by less than the seeds' combined sd" in cnf_figures.cnf_against_nf_sentence(vs.reset_index())
+    (row,) = [r for r in cnf.scoreboard({**density, "metrics": {**density["metrics"], "theorem1": {"max_abs_err": 0.0}}})
+              if "matches or beats" in r["quantity"]]
+    assert (row["ours"], row["verdict"]) == (2, "reproduced") == (2, ledger.matches_or_beats(2, 2))
+    # at the paper's budget only finished runs count; one seed has no sd of its own
+    budget = {"config": {"specs": [{}, {}]}, "metrics": {"runs": [
+        {"task": "U1", "seed": 0, "iterations": 500000, "iterations_done": 500000, "kl": 0.001},
+        {"task": "U2", "seed": 0, "iterations": 500000, "iterations_done": 1000, "loss": [1.0]}]}}
+    at_budget = cnf_figures.cnf_against_nf(density, budget)
+    assert list(at_budget.target) == ["U1"] and not at_budget.matches.iloc[0]
+    assert cnf_figures.cnf_against_nf_sentence(at_budget).startswith("On U1 the CNF is behind")

@@ -30,7 +30,7 @@ def test_status_words():
 
 
 def test_the_scoreboard_and_the_ledger_give_one_verdict(monkeypatch):
-    """A claim both tables judge gets the same word from both: the backward pass's 'roughly half'."""
+    """A claim both tables judge gets the same word from both: the backward pass's "roughly half", the flows' claims."""
     from odecore import ledger
 
     monkeypatch.delenv("ODECORE_RESULTS_DIR")   # the committed records
@@ -40,6 +40,12 @@ def test_the_scoreboard_and_the_ledger_give_one_verdict(monkeypatch):
     assert board["status"].iloc[0].split(" (")[0] == claim["verdict"]
     adjoint_rows = table[table["quantity"].str.startswith("backward / forward NFE")]
     assert not adjoint_rows["status"].str.startswith("deviates").any()   # a qualitative claim: held or not
+    # the flows' claims: Figure 4's "matches or beats" and Figure 5's "difficulty with Two Moons"
+    for quantity, paper_where in (("matches or beats", "Fig. 4"), ("test log-likelihood of CNF minus NF", "Fig. 5")):
+        board = table[table["quantity"].str.contains(quantity)]
+        claim = next(r for r in ledger.claims() if r["paper"].endswith(paper_where) and "Theorem" not in r["claim"])
+        assert len(board) == 1 and board["claim"].iloc[0]
+        assert board["status"].iloc[0].split(" (")[0] == claim["verdict"]
 
 
 def test_readme_scoreboard_is_current(monkeypatch):

@@ -23,6 +23,68 @@ def density_table(record: dict):
     return out
 
 
+def spread(sd_a: float, sd_b: float) -> float:
+    """The seeds' combined sd of a difference of two means (a missing sd, from one seed, counts as 0): a gap
+    smaller than this is one the seeds cannot tell from noise. The one rule every flow comparison uses."""
+    return float(np.hypot(*np.nan_to_num(np.asarray([sd_a, sd_b], float))))
+
+
+def cnf_against_nf(density: dict, budget: dict | None = None):
+    """Figure 4's claim per target: the largest CNF's and the largest NF's mean final KL and sd over seeds, and
+    whether the CNF matches or beats the NF (its KL not above the NF's by more than the seeds' combined sd).
+    The NF is Figure 4's, or with `budget` the finished runs of the paper-budget record (targets without one
+    are left out)."""
+    cfg = density["config"]
+    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
+    nf_runs = pd.DataFrame([r for r in (budget or {}).get("metrics", {}).get("runs", [])
+                            if r["iterations_done"] == r["iterations"] and "kl" in r], columns=["task", "kl"])
+    rows = []
+    for t in cfg["targets"]:
+        cnf_key = (t, "cnf", max(cfg["cnf_units"]), cfg["cnf_iterations"])
+        if budget is None:
+            nf_key = (t, "nf", max(cfg["nf_layers"]), cfg["nf_iterations"])
+            nf = (tab["kl_mean"].get(nf_key), tab["kl_std"].get(nf_key), tab["seeds"].get(nf_key))
+        else:
+            kls = nf_runs[nf_runs.task == t]["kl"]
+            nf = (kls.mean(), kls.std() if len(kls) > 1 else np.nan, len(kls)) if len(kls) else (None, None, 0)
+        if nf[0] is None or cnf_key not in tab.index:
+            continue
+        cnf, cnf_sd = tab.loc[cnf_key, "kl_mean"], tab.loc[cnf_key, "kl_std"]
+        gap = spread(cnf_sd, nf[1])
+        rows.append({"target": t, "cnf": float(cnf), "cnf_sd": float(cnf_sd), "nf": float(nf[0]), "nf_sd": float(nf[1]),
+                     "nf_seeds": int(nf[2]), "spread": gap, "lower": bool(cnf < nf[0]), "matches": bool(cnf <= nf[0] + gap)})
+    return pd.DataFrame(rows, columns=["target", "cnf", "cnf_sd", "nf", "nf_sd", "nf_seeds", "spread", "lower", "matches"])
+
+
+def cnf_against_nf_sentence(vs: pd.DataFrame) -> str:
+    """Figure 4's claim in words from `cnf_against_nf`: on how many targets the CNF matches or beats the NF, and
+    each target where it is behind by more than the seeds' combined sd."""
+    if vs.empty:
+        return "No target has a finished run to compare yet."
+    close, behind = vs[vs.matches & ~vs.lower], vs[~vs.matches]
+    parts = [f"the CNF matches or beats the NF on {tables.words(int(vs.matches.sum()))} of "
+             f"{tables.words(len(vs))} targets"] if len(vs) > 1 else []
+    if len(close):
+        parts.append(f"where the NF's mean KL is the lower ({', '.join(close.target)}), it is lower by less than the "
+                     "seeds' combined sd")
+    for r in behind.itertuples():
+        parts.append(f"on {r.target} the CNF is behind, KL {tables.number(r.cnf)} against the NF's "
+                     f"{tables.number(r.nf)} ({tables.words(r.nf_seeds)} seed{'s' if r.nf_seeds > 1 else ''}), by more "
+                     f"than the seeds' combined sd of {tables.number(r.spread)}")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+def mle_gap(record: dict, task: str) -> tuple[float, float, int] | None:
+    """Figure 5: the CNF's mean test log-likelihood minus the NF's on `task`, the seeds' combined sd and the NF's
+    seed count; None if either flow has no run on it."""
+    ll = mle_summary(record).set_index(["task", "kind"])
+    if (task, "nf") not in ll.index or (task, "cnf") not in ll.index:
+        return None
+    nf, cnf = ll.loc[(task, "nf")], ll.loc[(task, "cnf")]
+    return float(cnf.ll_mean - nf.ll_mean), spread(nf.ll_std, cnf.ll_std), int(nf.seeds)
+
+
 def mle_summary(record: dict):
     """Test log-likelihood (nats per held-out point) per data set and model: mean, std, min and max over
     seeds, the seed count, and the mean training time of one run. Figure 5's numbers, wherever shown."""

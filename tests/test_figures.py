@@ -13,6 +13,7 @@ from odecore import results, solve, tables  # noqa: E402
 from odecore.datasets import spirals, toy2d  # noqa: E402
 from odecore.figures import cnf as cnf_figures  # noqa: E402
 from odecore.figures import latent_ode as latent_figures  # noqa: E402
+from odecore.figures import mnist as mnist_figures  # noqa: E402
 
 
 def forbid(*_, **__):
@@ -99,7 +100,6 @@ def test_cnf_smoke_run_stores_what_its_figures_draw(tmp_path, monkeypatch):
 
 
 def test_mnist_words_follow_the_profile_shown(committed):
-    from odecore.figures import mnist as mnist_figures
 
     reduced, _ = committed("mnist", "reduced")
     words = mnist_figures.error_summary(reduced)
@@ -117,7 +117,6 @@ def test_mnist_words_follow_the_profile_shown(committed):
 
 
 def test_nfe_trend_reads_both_passes_of_the_first_seed():
-    from odecore.figures import mnist as mnist_figures
 
     def epoch(fwd: list[int], bwd: list[int]) -> dict:
         return {"nfe_forward_steps": fwd, "nfe_backward_steps": bwd}
@@ -132,7 +131,6 @@ def test_nfe_trend_reads_both_passes_of_the_first_seed():
 
 def test_error_by_profile_puts_each_record_beside_the_paper(committed):
     from odecore import paper
-    from odecore.figures import mnist as mnist_figures
 
     stored = [committed("mnist", p)[0] for p in results.available_profiles("mnist")]
     table = mnist_figures.error_by_profile(stored)
@@ -212,7 +210,6 @@ def test_cnf_figures_read_at_the_printed_size(committed):
 def test_mnist_figures_read_at_the_printed_size(committed):
     import json
 
-    from odecore.figures import mnist as mnist_figures
 
     record, _ = committed("mnist")
     ablation = json.loads((results.ROOT / "data" / "results" / "mnist_nfe_ablation-cpu.json").read_text())
@@ -287,3 +284,21 @@ def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
     at_budget = cnf_figures.cnf_against_nf(density, budget)
     assert list(at_budget.target) == ["U1"] and not at_budget.matches.iloc[0]
     assert cnf_figures.cnf_against_nf_sentence(at_budget).startswith("On U1 the CNF is behind")
+
+
+def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
+    def variant(nfe, done, planned, minutes=10.0):
+        return {"nfe_forward": nfe, "nfe_backward": nfe, "epochs_done": done, "epochs_planned": planned,
+                "time_s": [60 * minutes] * done}
+
+    flat = {"metrics": {"variants": {"authors": variant([22.0] + [20.0] * 14, 15, 160),
+                                     "cpu": variant([22.0] + [20.0] * 14, 15, 15)}}}
+    words = mnist_figures.nfe_ablation_words(flat)
+    assert "neither difference makes it grow" in words and "145 of its 160 epochs left" in words
+    assert "about 24.2 h" in words and "Not started: one-cycle, no weight decay." in words
+    assert not mnist_figures.nfe_grows(flat["metrics"]["variants"]["authors"]["nfe_forward"])
+    grows = {"metrics": {"variants": {**flat["metrics"]["variants"],
+                                      "authors": variant([22.0, 20.0] + [20.0 + 0.5 * i for i in range(13)], 15, 160)}}}
+    assert "The forward NFE grows under the authors' schedule" in mnist_figures.nfe_ablation_words(grows)
+    short = {"metrics": {"variants": {**flat["metrics"]["variants"], "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
+    assert "neither difference" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours

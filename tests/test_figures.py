@@ -302,3 +302,15 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     assert "The forward NFE grows under the authors' schedule" in mnist_figures.nfe_ablation_words(grows)
     short = {"metrics": {"variants": {**flat["metrics"]["variants"], "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
     assert "neither difference" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
+
+
+def test_the_nf_budget_sentence_sets_stacked_runs_time_beside_a_lone_runs():
+    specs = [{"task": "U1", "seed": s, "iterations": 1000} for s in range(3)]
+    run = lambda seed, hours, stacked=None: {"task": "U1", "seed": seed, "iterations": 1000,  # noqa: E731
+                                             "iterations_done": 1000, "train_time_s": 3600 * hours,
+                                             **({"stacked": stacked} if stacked else {})}
+    budget = {"metrics": {"runs": [run(0, 1.0), run(1, 0.2, 2), run(2, 0.2, 2)]}}
+    text = cnf_figures.nf_budget_sentence(budget, specs)
+    assert text.startswith("3 of the 3 runs have finished")
+    assert "A run trained alone took 1 h; stacked with up to 1 other, each run's share of the time was 0.200 h" in text
+    assert "stacked" not in cnf_figures.nf_budget_sentence({"metrics": {"runs": [run(0, 1.0)]}}, specs)

@@ -205,3 +205,18 @@ def test_theorem1_numerically():
     th = theorem1(n=8, num_times=6)
     assert th["max_abs_change"] > 0.1                      # the flow is far from volume preserving
     assert th["max_abs_err"] < 1e-6
+
+
+def test_stacked_planar_nfs_compute_what_each_computes_alone():
+    torch.manual_seed(0)
+    nfs = [flows.PlanarNF(2, 5) for _ in range(3)]
+    stacked = flows.StackedPlanarNF(nfs)
+    z = torch.randn(3, 64, 2)
+    x, logdet = stacked(z)
+    for r, nf in enumerate(nfs):
+        x_r, logdet_r = nf(z[r])
+        torch.testing.assert_close(x[r], x_r, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(logdet[r], logdet_r, rtol=1e-6, atol=1e-7)
+        back = flows.PlanarNF(2, 5)
+        back.load_state_dict(stacked.unstack(r))
+        assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), nf.state_dict().values()))

@@ -107,13 +107,14 @@ def test_nf_budget_record_says_how_far_each_run_got(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cnf.train, "fit", one_chunk_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        cnf.train_nf_budget("smoke", progress=False)
+    results.atomic_write_text(cnf.subrun_stem(specs[0]).with_suffix(".device"), "cpu (a lone run)")
+    with pytest.raises(KeyboardInterrupt):                              # a run begun alone, in train.fit
+        cnf.train_subrun(specs[0], "cnf_density", "smoke", progress=False)
     (partial,) = cnf.run_nf_budget("smoke")["metrics"]["runs"]
     assert partial["iterations_done"] == specs[0]["chunk"] and len(partial["loss"]) == 1 and "kl" not in partial
     assert partial["device_name"].startswith("cpu")
     monkeypatch.setattr(cnf.train, "fit", fit)
-    cnf.train_nf_budget("smoke", progress=False)                         # resumes, then trains the rest
+    cnf.train_nf_budget("smoke", progress=False)                         # resumes it stacked with the rest
     record = cnf.run_nf_budget("smoke")
     runs = record["metrics"]["runs"]
     assert [r["iterations_done"] for r in runs] == [24] * len(specs) and all(math.isfinite(r["kl"]) for r in runs)
@@ -122,3 +123,45 @@ def test_nf_budget_record_says_how_far_each_run_got(monkeypatch):
     assert len(cnf.scoreboard(record)) == len(specs)
     with pytest.raises(ValueError, match="no NF budget runs"):
         cnf.nf_budget_specs("reduced")
+
+
+def _dirs(monkeypatch, folder):
+    for name in ("SCRATCH", "CHECKPOINT", "RESULTS"):
+        monkeypatch.setenv(f"ODECORE_{name}_DIR", str(folder / name.lower()))
+
+
+def test_stacked_nfs_train_as_each_would_alone_and_resume_at_different_points(monkeypatch, tmp_path):
+    """Four NFs on two targets stacked: each run's losses, KL and weights are its lone run's, also when the
+    stacked training is cut off after one run's state was saved and resumes with the runs at different chunks."""
+    from odecore import train
+    from odecore.experiments import cnf
+
+    base = cnf.nf_budget_specs("smoke")[0]
+    specs = [{**base, "task": t, "seed": seed} for t, seed in (("U2", 0), ("U1", 1), ("U2", 1), ("U1", 0))]
+    _dirs(monkeypatch, tmp_path / "alone")
+    alone = [cnf.train_subrun(s, "cnf_density", "smoke", False) for s in specs]
+    weights = lambda s: torch.load(cnf._ckpt_path("cnf_density", "smoke", cnf.subrun_name(s)))["model"]  # noqa: E731
+    alone_weights = [weights(s) for s in specs]
+
+    _dirs(monkeypatch, tmp_path / "stacked")
+    save, saves = cnf._save_run, []
+
+    def save_once_then_stop(run):
+        save(run)
+        saves.append(run.spec["seed"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnf, "_save_run", save_once_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        cnf._train_stacked(specs, "smoke", False, save_every=1)
+    assert len(saves) == 1 and sum(cnf.subrun_stem(s).with_suffix(".pt").exists() for s in specs) == 1
+    monkeypatch.setattr(cnf, "_save_run", save)
+    cnf._train_stacked(specs, "smoke", False, save_every=1)   # one run a chunk ahead of the other three
+    for spec, lone, lone_weights in zip(specs, alone, alone_weights):
+        summary = train.run_progress(cnf.subrun_stem(spec))[0]
+        assert summary["loss"] == pytest.approx(lone["loss"], rel=1e-5) and len(summary["loss"]) == 3
+        assert summary["kl"] == pytest.approx(lone["kl"], rel=1e-5, abs=1e-6)
+        for name, value in weights(spec).items():
+            torch.testing.assert_close(value, lone_weights[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="planar NFs of one size"):
+        cnf._train_stacked([specs[0], {**specs[1], "size": 4}], "smoke", False, save_every=1)

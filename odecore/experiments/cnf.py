@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from odecore import paper, profiles, results, settings, train
 from odecore.datasets import toy2d
@@ -271,6 +273,13 @@ def _fit(spec: dict, experiment: str, name: str, stem: Path, ckpt: Path, progres
     # failures in a backward pass, which odesolve cannot rename.
     except (FloatingPointError, SolverError, AssertionError) as err:
         return {**spec, "name": name, "failed": f"{type(err).__name__}: {err}"}
+    return _finish(spec, experiment, name, model, history, ckpt, tick, log_z)
+
+
+def _finish(spec: dict, experiment: str, name: str, model: torch.nn.Module, history: list[dict], ckpt: Path,
+            tick: float, log_z: float) -> dict:
+    """A trained sub-run's evaluation (KL or test log-likelihood), its weights saved to `ckpt`, and its summary."""
+    dev, is_cnf = next(model.parameters()).device, spec["kind"] == "cnf"
     model.eval()
     g = torch.Generator().manual_seed(987_654)
     with torch.no_grad():
@@ -291,12 +300,11 @@ def _fit(spec: dict, experiment: str, name: str, stem: Path, ckpt: Path, progres
                 model.log_prob(x[:512])
                 metric["nfe_eval"] = model.nfe
     train.atomic_save({"spec": spec, "model": {k: v.cpu() for k, v in model.state_dict().items()}}, ckpt)
-    summary = {**spec, "name": name, **metric, "device_name": profiles.device_name(dev),
-               "train_time_s": sum(h["time_s"] for h in history),
-               "wall_time_s": time.perf_counter() - tick,
-               "loss": [h["loss"] + log_z for h in history],
-               "nfe": [h.get("nfe") for h in history] if is_cnf else None}
-    return summary
+    return {**spec, "name": name, **metric, "device_name": profiles.device_name(dev),
+            "train_time_s": sum(h["time_s"] for h in history),
+            "wall_time_s": time.perf_counter() - tick,
+            "loss": [h["loss"] + log_z for h in history],
+            "nfe": [h.get("nfe") for h in history] if is_cnf else None}
 
 
 def density_specs(cfg: DensityConfig) -> list[dict]:
@@ -363,9 +371,9 @@ def run_mle(profile: str | None = None) -> results.Record:
 
 # ----------------------------------------------------------------------------------- the NF's paper budget
 # Figure 4's `full` NF trains 20,000 of the paper's 500,000 RMSprop iterations (4%). These runs give its
-# largest NF (K = 32) the whole budget, on every target and seed of `full`: hours per run on one core, so they
-# train one after another over sessions, each resuming where it stopped, and the record is assembled from
-# whatever has trained so far.
+# largest NF (K = 32) the whole budget, on every target and seed of `full`: about an hour per run on one core
+# alone, so the runs not yet finished train at once, stacked (`_train_stacked`), resuming where they stopped,
+# and the record is assembled from whatever has trained so far.
 NF_BUDGET_ITERATIONS = {"smoke": 24, "full": paper.FIGURE4["nf_iterations"]}
 
 
@@ -378,16 +386,133 @@ def nf_budget_specs(profile: str) -> list[dict]:
             if s["kind"] == "nf" and s["size"] == max(cfg.nf_layers) and s["iterations"] == cfg.nf_iterations]
 
 
-def train_nf_budget(profile: str = "full", progress: bool = True) -> list[dict]:
-    """Train the paper-budget runs one after another; each resumes from its last chunk. The device each
-    trains on is written beside its resume state, so that an unfinished run's compute names it."""
-    out = []
-    for spec in nf_budget_specs(profile):
-        stem = subrun_stem(spec)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_text(stem.with_suffix(".device"), profiles.device_name(profiles.device()))
-        out.append(train_subrun(spec, "cnf_density", profile, progress))
-    return out
+def train_nf_budget(profile: str = "full", progress: bool = True, save_every: int = 20) -> list[dict]:
+    """Train the paper-budget runs that have not finished, all at once (`_train_stacked`), and return every
+    run's summary. The device they train on is written beside each resume state, so that an unfinished run's
+    compute names it."""
+    specs = nf_budget_specs(profile)
+    todo = [s for s in specs if not subrun_stem(s).with_suffix(".json").exists()]
+    for spec in todo:
+        subrun_stem(spec).parent.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_text(subrun_stem(spec).with_suffix(".device"), profiles.device_name(profiles.device()))
+    if todo:
+        _train_stacked(todo, profile, progress, save_every)
+    return [train.run_progress(subrun_stem(s))[0] for s in specs]
+
+
+@dataclass
+class _Run:
+    """One paper-budget run inside `_train_stacked`: its spec, PlanarNF, RMSprop state and history so far."""
+    spec: dict
+    model: flows.PlanarNF
+    square_avg: dict[str, torch.Tensor]       # per parameter name, RMSprop's running mean of squared gradients
+    history: list[dict]
+    failed: bool = False
+
+    @property
+    def steps(self) -> int:
+        return len(self.history) * self.spec["chunk"]
+
+
+def _load_run(spec: dict) -> _Run:
+    """A run from its resume state (train.fit's format, so either path resumes the other), else from the
+    initial weights `_fit` draws for it."""
+    train.seed_everything(1000 * spec["seed"] + spec["size"])
+    model, path = build(spec), subrun_stem(spec).with_suffix(".pt")
+    names = [n for n, _ in model.named_parameters()]
+    if not path.exists():
+        return _Run(spec, model, {n: torch.zeros_like(p) for n, p in model.named_parameters()}, [])
+    state = train.load_checkpoint(path)
+    if state.get("partial"):
+        raise RuntimeError(f"{path} was cut off inside a chunk; resume it with train_subrun first")
+    model.load_state_dict(state["model"])
+    saved = state["optimizer"]["state"]
+    return _Run(spec, model, {n: saved[i]["square_avg"] for i, n in enumerate(names)}, state["history"])
+
+
+def _save_run(run: _Run) -> None:
+    """A run's resume state in train.fit's format: weights, RMSprop state, history, last chunk done."""
+    opt = torch.optim.RMSprop(run.model.parameters(), lr=run.spec["lr"])
+    for name, p in run.model.named_parameters():
+        opt.state[p] = {"step": torch.tensor(float(run.steps)), "square_avg": run.square_avg[name].clone()}
+    train.atomic_save({"model": run.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": None,
+                       "rng": train._rng_state(), "history": run.history, "epoch": len(run.history) - 1,
+                       "partial": None}, subrun_stem(run.spec).with_suffix(".pt"))
+
+
+def _train_stacked(specs: list[dict], profile: str, progress: bool, save_every: int) -> None:
+    """Planar NFs of the same size, optimiser and budget trained at once as one flows.StackedPlanarNF: a
+    step of ten costs about twice one run's (a 2-D flow's step is per-operation overhead). Each run draws the
+    batches it would draw alone, starts from the weights it would start from and steps its own RMSprop state,
+    so its arithmetic is a lone run's (the stacked forward is bitwise equal; sums may round differently).
+    Every `save_every` chunks each run's resume state is written; a finished run is evaluated and stored as
+    train_subrun stores it; a run whose loss turns non-finite is stored as failed and the others go on. Each
+    chunk's time is split evenly between the runs that trained it, so the runs' times add up to the compute."""
+    keys = {(s["kind"], s["size"], s["optimizer"], s["lr"], s["chunk"], s["batch_size"], s["iterations"]) for s in specs}
+    if len(keys) != 1 or specs[0]["kind"] != "nf" or specs[0]["optimizer"] != "rmsprop":
+        raise ValueError("stacked training takes planar NFs of one size, RMSprop settings and budget")
+    chunk, batch, iters = specs[0]["chunk"], specs[0]["batch_size"], specs[0]["iterations"]
+    if iters % chunk:
+        raise ValueError(f"the budget ({iters}) must be a whole number of chunks ({chunk})")
+    runs = sorted((_load_run(s) for s in specs), key=lambda r: r.spec["task"])   # one slice per target
+    log_z = {t: toy2d.log_normalizer(t) for t in {s["task"] for s in specs}}
+    bar = tqdm(total=len(runs) * iters // chunk, initial=sum(len(r.history) for r in runs), disable=not progress,
+               desc=f"{len(runs)} NFs stacked")
+    tick, chunks_done = time.perf_counter(), 0
+
+    def store(run: _Run, outcome: Callable[[], dict], outputs: tuple[Path, ...]) -> None:
+        stem = subrun_stem(run.spec)
+        results.run_or_load(stem.with_suffix(".json"), outcome, outputs=outputs, resume=(stem.with_suffix(".pt"),))
+
+    while runs := [r for r in runs if r.steps < iters and not r.failed]:
+        stacked = flows.StackedPlanarNF([r.model for r in runs])
+        opt = torch.optim.RMSprop(stacked.parameters(), lr=runs[0].spec["lr"])
+        for name, p in (("u", stacked.u), ("w", stacked.w), ("b", stacked.b)):
+            opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.stack([torch.stack(
+                [r.square_avg[f"layers.{k}.{name}"] for k in range(r.spec["size"])]) for r in runs])}
+        tasks = [r.spec["task"] for r in runs]
+        slices = [(t, tasks.index(t), len(tasks) - tasks[::-1].index(t)) for t in dict.fromkeys(tasks)]
+        sums, start, bad = torch.zeros(len(runs), dtype=torch.float64), time.perf_counter(), None
+        for j in range(chunk):
+            z0 = torch.stack([torch.randn(batch, 2, generator=torch.Generator().manual_seed(
+                1_000_003 * r.spec["seed"] + r.steps + j)) for r in runs])
+            x, logdet = stacked(z0)
+            energy = torch.cat([toy2d.energy(t, x[a:b].reshape(-1, 2)).reshape(b - a, batch) for t, a, b in slices])
+            losses = (flows.normal_logpdf(z0) - logdet + energy).mean(-1)       # each run's own loss
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            values = losses.detach().double()
+            if not torch.isfinite(values).all():
+                bad = [r for r, v in zip(runs, values) if not torch.isfinite(v)]
+                break
+            sums += values
+        if bad:    # a diverging run is a result, as in _fit; the others redo this chunk from its start without it
+            for r in bad:
+                r.failed = True
+                store(r, lambda r=r: {**r.spec, "name": subrun_name(r.spec), "failed": "FloatingPointError: the loss "
+                                      f"is not finite in the chunk after iteration {r.steps}"}, ())
+            continue
+        share = (time.perf_counter() - start) / len(runs)
+        for i, r in enumerate(runs):
+            r.model.load_state_dict(stacked.unstack(i))
+            for name, p in (("u", stacked.u), ("w", stacked.w), ("b", stacked.b)):
+                for k in range(r.spec["size"]):
+                    r.square_avg[f"layers.{k}.{name}"] = opt.state[p]["square_avg"][i, k].clone()
+            r.history.append({"epoch": len(r.history) + 1, "loss": float(sums[i]) / chunk, "time_s": share})
+        chunks_done += 1
+        bar.update(len(runs))
+        bar.set_postfix(kl=f"{float(sums.mean()) / chunk + np.mean([log_z[t] for t in tasks]):.4f}")
+        for r in runs:
+            if r.steps >= iters:
+                _save_run(r)
+                ckpt = _ckpt_path("cnf_density", profile, subrun_name(r.spec))
+                store(r, lambda r=r, ckpt=ckpt: {**_finish(r.spec, "cnf_density", subrun_name(r.spec), r.model,
+                                                           r.history, ckpt, tick, log_z[r.spec["task"]]),
+                                                 "stacked": len(specs)}, (ckpt,))
+            elif chunks_done % save_every == 0:
+                _save_run(r)
+    bar.close()
 
 
 def nf_budget_progress(spec: dict) -> dict | None:

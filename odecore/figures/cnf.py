@@ -324,8 +324,16 @@ def nf_budget_sentence(budget: dict | None, specs: list[dict]) -> str:
     state = f"{tables.words(finished).capitalize()} of the {tables.words(len(specs))} runs " + \
         ("has" if finished == 1 else "have") + " finished" + \
         (f" and {tables.words(going)} {'is' if going == 1 else 'are'} under way" if going else "")
-    return (f"{state}: {done:,} of the {total:,} iterations ({tables.number(100 * done / total)}%), in "
+    text = (f"{state}: {done:,} of the {total:,} iterations ({tables.number(100 * done / total)}%), in "
             f"{tables.number(sum(r['train_time_s'] for r in runs) / 3600)} h of training.")
+    ended = [r for r in runs if r["iterations_done"] == r["iterations"] and "train_time_s" in r]
+    alone, stacked = ([r["train_time_s"] / 3600 for r in ended if bool(r.get("stacked")) is s] for s in (False, True))
+    if alone and stacked:
+        others = max(r["stacked"] for r in ended if r.get("stacked")) - 1
+        text += (f" A run trained alone took {tables.number(float(np.mean(alone)))} h; stacked with up to {others} "
+                 f"other{'s' if others > 1 else ''}, each run's share of the time was "
+                 f"{tables.number(float(np.mean(stacked)))} h.")
+    return text
 
 
 def figure_nf_budget(budget: dict | None, specs: list[dict], density: dict):

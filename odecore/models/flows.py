@@ -130,6 +130,38 @@ class PlanarNF(nn.Module):
         return x
 
 
+class StackedPlanarNF(nn.Module):
+    """R planar NFs of K layers each, held stacked so that they train at once: u, w of shape (R, K, d), b of
+    shape (R, K), and forward on (R, batch, d). Each NF's arithmetic is PlanarNF.forward's, arranged so that a
+    layer of all R costs about what a layer of one does: a step of a 2-D flow is per-operation overhead, not
+    arithmetic. Built from PlanarNFs; `unstack(r)` gives the r-th as a PlanarNF's state dict."""
+
+    def __init__(self, flows: list[PlanarNF]):
+        super().__init__()
+        def stacked(name: str) -> nn.Parameter:
+            return nn.Parameter(torch.stack([torch.stack([getattr(layer, name).detach() for layer in f.layers])
+                                             for f in flows]).clone())
+
+        self.u, self.w, self.b = stacked("u"), stacked("w"), stacked("b")
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z: (R, batch, d) -> (z_K, sum_k log|det_k| of shape (R, batch))."""
+        wu = (self.w * self.u).sum(-1)                                               # (R, K)
+        u_hat = self.u + ((-1 + F.softplus(wu) - wu) / (self.w * self.w).sum(-1).clamp_min(1e-12))[..., None] * self.w
+        pre = []                                                                     # (R, batch) each
+        for k in range(self.u.shape[1]):
+            pre.append(torch.baddbmm(self.b[:, k, None, None], z, self.w[:, k, :, None]).squeeze(-1))
+            z = torch.baddbmm(z, torch.tanh(pre[-1])[..., None], u_hat[:, k, None, :])
+        a = torch.stack(pre, -1)                                                     # (R, batch, K)
+        logdet = torch.log((1 + _dtanh(a) * (self.w * u_hat).sum(-1)[:, None, :]).abs() + 1e-12).sum(-1)
+        return z, logdet
+
+    def unstack(self, r: int) -> dict[str, Tensor]:
+        """The r-th NF's parameters as PlanarNF.state_dict() names them."""
+        return {f"layers.{k}.{name}": getattr(self, name)[r, k].detach().clone()
+                for k in range(self.u.shape[1]) for name in ("u", "w", "b")}
+
+
 # ----------------------------------------------------------------------------------- planar CNF
 class PlanarHyperNet(nn.Module):
     """t -> (u, w, b, sigma) for M planar units: Linear(1,H)-tanh-Linear(H,H)-tanh-Linear(H, M(2d+2)).

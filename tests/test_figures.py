@@ -284,6 +284,12 @@ def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
     at_budget = cnf_figures.cnf_against_nf(density, budget)
     assert list(at_budget.target) == ["U1"] and not at_budget.matches.iloc[0]
     assert cnf_figures.cnf_against_nf_sentence(at_budget).startswith("On U1 the CNF is behind")
+    # the claim rests on the paper's budget once every run of it has finished, not before
+    assert cnf_figures.figure4_claim(density, budget)[1] == 20000
+    done = lambda t, kl: {"task": t, "seed": 0, "iterations": 500000, "iterations_done": 500000, "kl": kl}  # noqa: E731
+    complete = {"config": {"specs": [{"iterations": 500000}] * 2}, "metrics": {"runs": [done("U1", 0.001), done("U2", 0.06)]}}
+    vs, iterations = cnf_figures.figure4_claim(density, complete)
+    assert iterations == 500000 and list(vs.matches) == [False, True]
 
 
 def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():

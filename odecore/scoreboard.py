@@ -89,6 +89,21 @@ def _with_unit(value, unit: str, paper_value: bool = False) -> str:
     return f"{text} {unit}".strip()
 
 
+def _within(status: str, row: dict) -> str:
+    """A reproduced number's status with the tolerance it is within ("reproduced (within ± 0.1 percentage points;
+    cpu profile)"), so that a reader sees what "reproduced" allowed; other statuses as they are."""
+    from odecore import ledger
+    from odecore.tables import number
+
+    tol, ref = row.get("tolerance"), row.get("paper")
+    if not status.startswith("reproduced") or tol is None or not isinstance(ref, (int, float)) or row.get("verdict"):
+        return status
+    unit = row.get("unit") or ""
+    said = ledger.UNITS.get(unit, (None, f" {UNIT_WORDS.get(unit, unit)}"))[1].rstrip()
+    rest = status[len("reproduced"):].strip(" ()")
+    return f"reproduced (within ± {number(tol, zeros=False)}{said}" + (f"; {rest})" if rest else ")")
+
+
 def page_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scoreboard as the reproduction page shows it: the headline (every quantity the paper gives a number or a
     claim for) and the detail (what we measured where the paper gives none, and the figures drawn). Six columns,
@@ -101,7 +116,7 @@ def page_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         "quantity": [_words(q.split(" (")[0]) for q in df["quantity"]],
         "paper": [_with_unit(x, u, paper_value=True) for x, u in zip(df["paper"], units)],
         "ours": [_with_unit(x, u) for x, u in zip(df["ours"], units)],
-        "status": list(df["status"]),
+        "status": [_within(status, r) for status, r in zip(df["status"], _rows())],
         "record": [f'<span class="record">{x}</span>' if x != "-" else x for x in df["source"]]})
     headline = df["paper"].map(lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)) | df["claim"]
     detail = frame[~headline.to_numpy()].drop(columns="paper")   # the paper gives none of these a number

@@ -273,7 +273,8 @@ def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
     assert list(vs.lower) == [False, True] and list(vs.matches) == [True, True]
     assert vs.loc["U1", "spread"] == pytest.approx(np.hypot(np.std([0.020, 0.022, 0.024], ddof=1),
                                                             np.std([0.010, 0.030, 0.017], ddof=1)))
-    assert "lower by less than the seeds' combined sd" in cnf_figures.cnf_against_nf_sentence(vs.reset_index())
+    assert "ahead by more than the seeds' combined sd on U2; the two are within it on U1 (the NF's mean the lower on U1)" \
+        in cnf_figures.cnf_against_nf_sentence(vs.reset_index())
     (row,) = [r for r in cnf.scoreboard({**density, "metrics": {**density["metrics"], "theorem1": {"max_abs_err": 0.0}}})
               if "matches or beats" in r["quantity"]]
     assert (row["ours"], row["verdict"]) == (2, "reproduced") == (2, ledger.matches_or_beats(2, 2))
@@ -301,7 +302,7 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
                                      "cpu": variant([22.0] + [20.0] * 14, 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(flat)
     assert "neither difference makes it grow" in words and "145 of its 160 epochs left" in words
-    assert "about 24.2 h" in words and "Not started: one-cycle, no weight decay." in words
+    assert "about 24.2 h" in words and "Not yet trained: one-cycle without weight decay." in words
     assert not mnist_figures.nfe_grows(flat["metrics"]["variants"]["authors"]["nfe_forward"])
     grows = {"metrics": {"variants": {**flat["metrics"]["variants"],
                                       "authors": variant([22.0, 20.0] + [20.0 + 0.5 * i for i in range(13)], 15, 160)}}}

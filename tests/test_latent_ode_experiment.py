@@ -311,7 +311,7 @@ def test_the_ledger_gives_the_density_test_a_computed_verdict_apart_from_the_cla
     if not committed.exists():
         pytest.skip("no committed full Table 2 record")
     shutil.copy(committed, tmp_path / committed.name)
-    claim = lambda: next(r for r in ledger.explanations() if "as dense per radian" in r["claim"])  # noqa: E731
+    claim = lambda: next(r for r in ledger.explanations() if "per radian as the chapter's first" in r["claim"])  # noqa: E731
     assert claim()["verdict"] == "measured only" and claim()["record"] == committed.name
     cfg = exp.DENSITY_PROFILES["full"]
     p30, p50 = paper.TABLE2["latent_ode"][30], paper.TABLE2["latent_ode"][50]
@@ -323,8 +323,8 @@ def test_the_ledger_gives_the_density_test_a_computed_verdict_apart_from_the_cla
     row = claim()
     assert row["verdict"] == "reproduced" and row["record"] == "latent_ode_density-full.json"
     assert "n = 30: ours 0.171 against 0.1642, closes 78% of the gap" in row["detail"]
-    longer = next(r for r in ledger.explanations() if "as many iterations" in r["claim"])
-    assert not [r for r in ledger.claims() if "as many iterations" in r["claim"]]   # the book's test, not the paper's claim
+    longer = next(r for r in ledger.explanations() if "trained on its" in r["claim"])
+    assert not [r for r in ledger.claims() if "trained on its" in r["claim"]]   # the book's test, not the paper's claim
     assert longer["verdict"] == "deviates" and "does not close the gap" in longer["detail"]
     summary["dense"]["30"] = _cell([0.2, 0.21, 0.205], p30)
     results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,

@@ -54,3 +54,11 @@ def test_readme_scoreboard_is_current(monkeypatch):
     text = (results.ROOT / "README.md").read_text()
     block = text.split(scoreboard.README_START)[1].split(scoreboard.README_END)[0].strip()
     assert block == scoreboard.markdown(), "README scoreboard is stale: run python -m odecore.scoreboard"
+
+
+def test_a_reproduced_number_shows_the_tolerance_it_is_within():
+    row = {"paper": 0.42, "ours": 0.39, "tolerance": 0.1, "unit": "%"}
+    assert scoreboard._within("reproduced (cpu profile)", row) == "reproduced (within ± 0.1 percentage points; cpu profile)"
+    assert scoreboard._within("reproduced", {**row, "unit": ""}) == "reproduced (within ± 0.1)"
+    assert scoreboard._within("deviates by +0.2 percentage points", row) == "deviates by +0.2 percentage points"
+    assert scoreboard._within("reproduced", {**row, "verdict": "reproduced"}) == "reproduced"   # a claim's own rule

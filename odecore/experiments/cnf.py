@@ -664,9 +664,10 @@ def scoreboard(record: dict) -> list[dict]:
         vs, nf_iterations = figure4_claim(record, budget)
         matching = int(vs["matches"].sum())
         rows.append({"item": "Figure 4", "quantity": f"targets where CNF M={big_cnf} matches or beats NF K={big_nf}, NF at "
-                     f"{nf_iterations:,} it. (KL above by no more than the seeds' combined sd)", "paper": len(cfg["targets"]), "ours": matching,
-                     "unit": "targets", "tolerance": 0, "verdict": ledger.matches_or_beats(matching, len(cfg["targets"])),
-                     "note": "the paper's panels show the CNF ahead on every target"})   # the ledger's rule
+                     f"{nf_iterations:,} it. (of {len(cfg['targets'])}; KL above by no more than the seeds' combined sd)",
+                     "paper": None, "ours": matching, "unit": "targets",
+                     "verdict": ledger.matches_or_beats(matching, len(cfg["targets"])),   # the ledger's rule
+                     "note": "the paper shows three unnamed targets, the CNF ahead on each"})
     elif record["experiment"] == "cnf_nf_budget":
         for r in m["runs"]:
             if "kl" in r:

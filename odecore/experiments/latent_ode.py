@@ -758,7 +758,7 @@ def scoreboard(record: dict) -> list[dict]:
     if record["experiment"] == "latent_ode_poisson":
         return [{"item": "Figure 7", "quantity": "test log-likelihood per sequence (true intensity: "
                  f"{m['true_loglik']:.2f}, homogeneous: {m['homogeneous_loglik']:.2f})",
-                 "paper": None, "ours": round(m["test_loglik"], 2), "unit": "nats", "tolerance": None}]
+                 "paper": None, "ours": m["test_loglik"], "unit": "nats", "tolerance": None}]
     rows = []
     for model in MODELS:
         for n, cell in m["table2"][model].items():
@@ -767,7 +767,7 @@ def scoreboard(record: dict) -> list[dict]:
             rows.append({"item": "Table 2", "quantity": f"{NAMES[model]} RMSE over the 100 times beyond the window, "
                          f"{n}/100 observed ({spread}; inside the window {cell['rmse_window']:.3f}, "
                          f"straddling reading {cell['rmse_straddle']:.3f})",
-                         "paper": cell["paper"], "ours": round(cell["mean"], 4), "unit": "",
+                         "paper": cell["paper"], "ours": cell["mean"], "unit": "",
                          "tolerance": RMSE_TOLERANCE})
     for item, what in (("Figure 6", "model diagram (drawn)"), ("Figure 8", "reconstruction and extrapolation (drawn)"),
                        ("Figure 9", "latent dimension sweep (drawn)"), ("Figure 10", "reconstructions from 30/50/100 (drawn)")):

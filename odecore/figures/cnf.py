@@ -31,7 +31,8 @@ def spread(sd_a: float, sd_b: float) -> float:
 
 def cnf_against_nf(density: dict, budget: dict | None = None):
     """Figure 4's claim per target: the largest CNF's and the largest NF's mean final KL and sd over seeds, and
-    whether the CNF matches or beats the NF (its KL not above the NF's by more than the seeds' combined sd).
+    whether the CNF matches or beats the NF (its KL not above the NF's by more than the seeds' combined sd) and
+    whether it is ahead (below the NF's by more than that).
     The NF is Figure 4's, or with `budget` the finished runs of the paper-budget record (targets without one
     are left out)."""
     cfg = density["config"]
@@ -52,8 +53,10 @@ def cnf_against_nf(density: dict, budget: dict | None = None):
         cnf, cnf_sd = tab.loc[cnf_key, "kl_mean"], tab.loc[cnf_key, "kl_std"]
         gap = spread(cnf_sd, nf[1])
         rows.append({"target": t, "cnf": float(cnf), "cnf_sd": float(cnf_sd), "nf": float(nf[0]), "nf_sd": float(nf[1]),
-                     "nf_seeds": int(nf[2]), "spread": gap, "lower": bool(cnf < nf[0]), "matches": bool(cnf <= nf[0] + gap)})
-    return pd.DataFrame(rows, columns=["target", "cnf", "cnf_sd", "nf", "nf_sd", "nf_seeds", "spread", "lower", "matches"])
+                     "nf_seeds": int(nf[2]), "spread": gap, "lower": bool(cnf < nf[0]), "matches": bool(cnf <= nf[0] + gap),
+                     "ahead": bool(cnf < nf[0] - gap)})
+    return pd.DataFrame(rows, columns=["target", "cnf", "cnf_sd", "nf", "nf_sd", "nf_seeds", "spread", "lower", "matches",
+                                       "ahead"])
 
 
 def budget_complete(budget: dict | None) -> bool:
@@ -74,19 +77,22 @@ def figure4_claim(density: dict, budget: dict | None) -> tuple[pd.DataFrame, int
 
 
 def cnf_against_nf_sentence(vs: pd.DataFrame) -> str:
-    """Figure 4's claim in words from `cnf_against_nf`: on how many targets the CNF matches or beats the NF, and
-    each target where it is behind by more than the seeds' combined sd."""
+    """Figure 4's claim in words from `cnf_against_nf`: on how many targets the CNF matches or beats the NF, where
+    it is ahead or behind by more than the seeds' combined sd, and where the two are within it."""
     if vs.empty:
         return "No target has a finished run to compare yet."
-    close, behind = vs[vs.matches & ~vs.lower], vs[~vs.matches]
-    parts = [f"the CNF matches or beats the NF on {tables.words(int(vs.matches.sum()))} of "
-             f"{tables.words(len(vs))} targets"] if len(vs) > 1 else []
-    if len(close):
-        parts.append(f"where the NF's mean KL is the lower ({', '.join(close.target)}), it is lower by less than the "
-                     "seeds' combined sd")
+    say = lambda rows: ", ".join(rows.target)   # noqa: E731
+    ahead, behind, within = vs[vs.ahead], vs[~vs.matches], vs[vs.matches & ~vs.ahead]
+    parts = [f"the CNF matches or beats the NF on {int(vs.matches.sum())} of {len(vs)} targets"] if len(vs) > 1 else []
+    if len(ahead):
+        parts.append(f"it is ahead by more than the seeds' combined sd on {say(ahead)}")
+    if len(within):
+        nf_lower = within[~within.lower]
+        parts.append(f"the two are within it on {say(within)}"
+                     + (f" (the NF's mean the lower on {say(nf_lower)})" if len(nf_lower) else ""))
     for r in behind.itertuples():
         parts.append(f"on {r.target} the CNF is behind, KL {tables.number(r.cnf)} against the NF's "
-                     f"{tables.number(r.nf)} ({tables.words(r.nf_seeds)} seed{'s' if r.nf_seeds > 1 else ''}), by more "
+                     f"{tables.number(r.nf)} ({r.nf_seeds} seed{'s' if r.nf_seeds > 1 else ''}), by more "
                      f"than the seeds' combined sd of {tables.number(r.spread)}")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."

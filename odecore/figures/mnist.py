@@ -341,6 +341,9 @@ def limits(record: dict) -> list[str]:
 
 ABLATION_LABELS = {"authors": "authors' schedule (step decay, no weight decay)",
                    "onecycle_nowd": "one-cycle, no weight decay", "cpu": "cpu profile (one-cycle, weight decay 5 × 10⁻⁴)"}
+# the same schedules in running text, once the legend has said what each is
+ABLATION_NAMES = {"authors": "the authors' schedule", "onecycle_nowd": "one-cycle without weight decay",
+                  "cpu": "our cpu schedule"}
 
 
 def plot_nfe_ablation(record: dict):
@@ -372,29 +375,31 @@ def nfe_ablation_words(record: dict) -> str:
     variants = record["metrics"]["variants"]
     parts, grew, left = [], [], []
     for variant, v in variants.items():
-        parts.append(f"{ABLATION_LABELS[variant]}: {number(v['nfe_forward'][0])} in epoch 1, "
-                     f"{number(v['nfe_forward'][-1])} in epoch {v['epochs_done']} of {v['epochs_planned']} (backward "
-                     f"{number(v['nfe_backward'][0])} to {number(v['nfe_backward'][-1])})")
+        name = ABLATION_NAMES[variant]
+        parts.append(f"{name}, {number(v['nfe_forward'][0])} in epoch 1 and {number(v['nfe_forward'][-1])} in epoch "
+                     f"{v['epochs_done']} of {v['epochs_planned']} (backward {number(v['nfe_backward'][0])} to "
+                     f"{number(v['nfe_backward'][-1])})")
         if nfe_grows(v["nfe_forward"]):
-            grew.append(ABLATION_LABELS[variant])
+            grew.append(name)
         if v["epochs_done"] < v["epochs_planned"]:
             epoch_s = float(np.median(v["time_s"]))
-            left.append(f"the {ABLATION_LABELS[variant]} has {v['epochs_planned'] - v['epochs_done']} of its "
-                        f"{v['epochs_planned']} epochs left, about {number((v['epochs_planned'] - v['epochs_done']) * epoch_s / 3600)} h "
-                        f"of one thread here at its median {number(epoch_s / 60)} minutes per epoch")
-    out = ["Mean forward NFE per step, " + "; ".join(parts) + "."]
+            left.append(f"{name} has {v['epochs_planned'] - v['epochs_done']} of its {v['epochs_planned']} epochs left, "
+                        f"about {number((v['epochs_planned'] - v['epochs_done']) * epoch_s / 3600)} h of one thread "
+                        f"here at its median {number(epoch_s / 60)} minutes per epoch")
+    out = ["Mean forward NFE per step: " + "; ".join(parts) + "."]
     ours, authors = variants.get("cpu"), variants.get("authors")
     if grew:
-        out.append(f"The forward NFE grows under the {', the '.join(grew)}.")
+        out.append(f"The forward NFE grows under {' and '.join(grew)}.")
     elif authors and ours and authors["epochs_done"] >= ours["epochs_done"]:
         out.append(f"The authors' schedule differs from ours in both the decay and the weight decay, and over the first "
                    f"{authors['epochs_done']} epochs its forward NFE stays as flat as ours: neither difference makes it "
                    f"grow there, so the guess that our schedule keeps the dynamics smooth is not borne out in these epochs.")
     else:
-        out.append("Under none of them does the forward NFE grow after the first epoch in the epochs trained.")
+        out.append(f"Under {'neither schedule' if len(variants) == 2 else 'none of the schedules'} does the forward NFE "
+                   "grow after the first epoch in the epochs trained.")
     if not grew and left:
         out.append("Whether it grows later in training, as the paper's does, is still open: " + "; ".join(left) + ".")
-    missing = [ABLATION_LABELS[v] for v in ABLATION_LABELS if v not in variants]
+    missing = [ABLATION_NAMES[v] for v in ABLATION_NAMES if v not in variants]
     if missing:
-        out.append(f"Not started: {'; '.join(missing)}.")
+        out.append(f"Not yet trained: {'; '.join(missing)}.")
     return " ".join(out)

@@ -10,7 +10,7 @@ ODECORE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export ODECORE_MNIST_DIR
 JB := $(BIN)/jupyter-book build . -W -n --keep-going
 
-.PHONY: book fresh-cache pdf test test-package test-notebooks test-book test-browser test-pdf reproduce env clean
+.PHONY: book fresh-cache pdf test test-package test-package-core test-pool test-notebooks test-book test-browser test-pdf reproduce env clean
 
 env: $(VENV)/.installed
 
@@ -39,15 +39,22 @@ pdf: env fresh-cache
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
-# The package tests run beside the notebooks and then the strict book build (two jobs: CI has two cores, and
-# neither writes what the other reads); the browser and PDF checks read the built book, so they follow it.
+# Two jobs (CI has two cores, and none of these writes what another reads): the package tests beside the
+# notebooks, the strict book build and the process-pool tests, which make takes in this order as a job frees;
+# the browser and PDF checks read the built book, so they follow it.
 test: env
-	$(MAKE) -j2 --output-sync=target test-package test-notebooks test-book
+	$(MAKE) -j2 --output-sync=target test-package-core test-notebooks test-book test-pool
 	$(MAKE) test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
-test-package: env
-	$(BIN)/python -m pytest tests -m "not book" --durations=15
+test-package: test-package-core test-pool
+
+test-package-core: env
+	$(BIN)/python -m pytest tests -m "not book" --ignore=tests/test_parallel.py --durations=15
+
+# The Ray process-pool tests (about two minutes, most of it starting and stopping clusters).
+test-pool: env
+	$(BIN)/python -m pytest tests/test_parallel.py -m "not book" --durations=5
 
 # Every notebook in the smoke profile with training forced; results go to a throwaway folder.
 test-notebooks: env

@@ -349,9 +349,12 @@ def fig_table2(record: dict):
 
 # --------------------------------------------------------------------------- Table 2's gap: data density
 
-DENSITY_WORDS = {"headline": "headline", "fast": "headline, fast solver", "dense": "dense", "longer": "longer"}
-DENSITY_SAYS = {"dense": "as many training spirals per radian as the first design had (dense)",
-                "longer": "the headline's spirals for as many iterations as dense (longer)"}
+# How a reader sees the record's trainings: its keys stay ("headline" is Table 2's training on torchdiffeq's
+# dopri5, "fast" the same training on lean_dopri5, the runs Table 2 shows), the page names them by what they are.
+DENSITY_WORDS = {"headline": "Table 2 (dopri5)", "fast": "Table 2 (lean_dopri5)", "dense": "dense", "longer": "longer"}
+# A seed is named as far from the others when its distance from their mean is more than OUTLIER_K times the
+# record's typical seed sd (see `seed_outlier`).
+OUTLIER_K = 3.0
 
 
 def _percent(x: float) -> str:
@@ -359,16 +362,24 @@ def _percent(x: float) -> str:
     return f"{number(float(round(x)))}%"
 
 
+def _say(ns) -> str:
+    """'30', '30 and 50', '30, 50 and 100'."""
+    ns = [str(n) for n in ns]
+    return ", ".join(ns[:-1]) + (" and " if len(ns) > 1 else "") + (ns[-1] if ns else "")
+
+
 def density_frame(design: dict, counts, summary: dict | None = None) -> pd.DataFrame:
     """The density test as a table, per n and training: its spirals and iterations (`design`, a
     "latent_ode_density" record's or `density_design`'s), and from the record's `summary` the RMSE beyond
     the window on Table 2's test spirals and on those of another data seed (mean ± sd over seeds) and the
-    first's distance above the paper's number; "not yet run" where there is no summary."""
+    first's distance above the paper's number; "not yet run" where there is no summary. Trainings are named
+    as the page names them (`DENSITY_WORDS`), not by the record's keys."""
     rows = []
     for n in counts:
         for variant, d in design.items():
             c = (summary or {}).get(variant, {}).get(str(n))
-            rows.append({"observed": f"{n}/100", "training": f"{DENSITY_WORDS[variant]}: {d['n_train']} spirals",
+            rows.append({"observed": f"{n}/100",
+                         "training": f"{DENSITY_WORDS.get(variant, variant)}: {d['n_train']} spirals",
                          "iterations": d["iterations"],
                          "RMSE": mean_sd(c["values"]) if c else "not yet run",
                          "new test spirals": mean_sd(c["independent_values"]) if c else "-",
@@ -376,76 +387,193 @@ def density_frame(design: dict, counts, summary: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def typical_spread(summary: dict) -> float:
+    """The record's typical seed sd: the median over its trainings and n of each one's seeds' sd (cells of at
+    least two seeds), NaN when there is none. A median, so that one cell with a stray seed does not set it."""
+    sds = [c["std"] for cells in summary.values() for c in cells.values() if len(c.get("values", [])) >= 2]
+    return float(np.median(sds)) if sds else float("nan")
+
+
+def seed_outlier(values, seeds, typical: float, k: float = OUTLIER_K) -> dict | None:
+    """The seed far from the others, or None. Each seed's distance from the mean of the other seeds; the
+    farthest is named when that distance is more than `k` times `typical` (`typical_spread`), and only with
+    three or more seeds (with two, neither is the odd one).
+
+    Why the record's typical sd and not the other seeds' own spread: with three seeds the other two's sd rests
+    on two numbers and can be near zero by chance, so a seed one ordinary sd away would read as an outlier.
+
+    Returns {"seed", "value", "others" (the other seeds' values), "others_mean", "distance"}.
+    """
+    values = [float(v) for v in values]
+    if len(values) < 3 or not typical > 0:
+        return None
+    seeds = list(seeds) if seeds is not None else list(range(len(values)))
+    dist = [abs(v - np.mean(values[:i] + values[i + 1:])) for i, v in enumerate(values)]
+    i = int(np.argmax(dist))
+    if dist[i] <= k * typical:
+        return None
+    others = values[:i] + values[i + 1:]
+    return {"seed": seeds[i], "value": values[i], "others": others, "others_mean": float(np.mean(others)),
+            "distance": float(dist[i])}
+
+
 def density_verdicts(summary: dict) -> dict[str, dict]:
-    """Per n (str): the headline's mean and its gap to the paper; the headline's training on the fast solver
-    (`fast`, when stored: `solver_agrees` when it is within the larger of the two seeds' sds of the
-    headline); and per other training the change of the mean RMSE against its baseline (fast when stored,
-    else the headline: the same solver), the share of the baseline's gap that closes, its seeds' sd, and
-    whether it closes the gap: a drop larger than that sd (`closes`), or a rise larger than it (`widens`)."""
+    """Per n (str): Table 2's training on dopri5 (the record's `headline`) with its mean and values; its
+    training on lean_dopri5 (`fast`, when stored: `solver_agrees` when it is within the larger of the two
+    seeds' sds of the dopri5 one); the baseline the other trainings are measured against (`baseline`: fast
+    when stored, else the headline, i.e. the same solver; `base_mean`, `base_values`) and its gap to the paper;
+    per other training the change of the mean RMSE against the baseline, the share of the baseline's gap that
+    closes, its seeds' sd, and whether it closes the gap: a drop larger than that sd (`closes`), or a rise
+    larger than it (`widens`).
+
+    `equal_iterations` compares dense with longer, which train for as many iterations and differ only in the
+    data: "lower" when dense's mean is below longer's by more than the larger of their seeds' sds, "higher"
+    when above by more, else "same". `outliers`: per training, the seed far from its others (`seed_outlier`,
+    against the record's `typical_spread`), where there is one."""
+    typical = typical_spread(summary)
     out = {}
     for n, h in summary["headline"].items():
         fast = summary.get("fast", {}).get(n)
         base = fast or h
         gap = base["mean"] - base["paper"]
         row = {"headline": h["mean"], "headline_values": h["values"], "paper": h["paper"], "gap": gap,
-               "baseline": "fast" if fast else "headline", "variants": {}}
+               "baseline": "fast" if fast else "headline", "base_mean": base["mean"], "base_values": base["values"],
+               "base_iterations": base.get("iterations"), "variants": {}, "outliers": {}}
         if fast:
             row["fast_values"] = fast["values"]
             row["train_min"] = (h.get("train_min"), fast.get("train_min"))
             row["solver_agrees"] = abs(fast["mean"] - h["mean"]) <= max(fast["std"], h["std"])
         for variant, cells in summary.items():
-            if variant in ("headline", "fast") or n not in cells:
+            if n not in cells:
                 continue
             c = cells[n]
+            odd = seed_outlier(c["values"], c.get("seeds"), typical)
+            if odd:
+                row["outliers"][variant] = odd
+            if variant in ("headline", "fast"):
+                continue
             drop = base["mean"] - c["mean"]
             row["variants"][variant] = {"mean": c["mean"], "values": c["values"], "drop": drop, "spread": c["std"],
+                                        "iterations": c.get("iterations"),
                                         "share": drop / gap if gap > 0 else float("nan"),
                                         "closes": gap > 0 and drop > c["std"], "widens": -drop > c["std"]}
+        d, lo = row["variants"].get("dense"), row["variants"].get("longer")
+        if d and lo:
+            diff, spread = d["mean"] - lo["mean"], max(d["spread"], lo["spread"])
+            row["equal_iterations"] = {"difference": diff, "spread": spread,
+                                       "says": "lower" if -diff > spread else "higher" if diff > spread else "same"}
         out[n] = row
     return out
 
 
-def density_conclusion(summary: dict) -> str:
-    """Which explanation of the gap the density test supports: the training's length (longer closes it at
-    every n), the data's density (dense does), both, or neither."""
-    verdicts = [v for v in density_verdicts(summary).values() if v["gap"] > 0]
+def density_solver_clause(summary: dict) -> str:
+    """Table 2 (dopri5) against Table 2 (lean_dopri5), as the end of the sentence that introduces the first: the
+    same training on another solver, and whether the two agree to within their seeds' spread (the larger sd) at
+    every n; "" without the lean_dopri5 runs."""
+    verdicts = {n: v for n, v in density_verdicts(summary).items() if "fast_values" in v}
     if not verdicts:
         return ""
-    closes = {k: all(v["variants"].get(k, {}).get("closes", False) for v in verdicts) for k in ("dense", "longer")}
-    if closes["longer"] and not closes["dense"]:
-        return ("So the gap is the training's length, not the data's density: more iterations on the same spirals "
-                "close it at every n, while as many spirals per radian as the first design had do not.")
-    if closes["dense"] and not closes["longer"]:
-        return ("So the gap is the training data's density: restoring it closes the gap at every n, while as many "
-                "iterations on the thinner spirals do not.")
-    if closes["dense"] and closes["longer"]:
-        return "Either closes it at every n, so this test cannot tell the data's density from the training's length."
-    return "Neither closes it at every n: the gap is neither the data's density nor the training's length alone."
+    agree = [n for n, v in verdicts.items() if v["solver_agrees"]]
+    if len(agree) == len(verdicts):
+        how = "agree to within their seeds' spread at every n"
+    elif not agree:
+        how = "differ by more than their seeds' spread at every n"
+    else:
+        how = (f"agree to within their seeds' spread at n = {_say(agree)}, not at "
+               f"n = {_say([n for n in verdicts if n not in agree])}")
+    return f"the two differ only in the solver and {how}."
+
+
+def _outlier_words(variant: str, odd: dict, against: tuple[str, float] | None = None) -> str:
+    """'One seed of dense is far from its others: seed 0 reads 0.233 against 0.153 and 0.154 (without it, dense
+    reads 0.153, against longer's 0.143).' `against`: the training it is compared with at equal iterations."""
+    name = DENSITY_WORDS.get(variant, variant)
+    vs = f", against {DENSITY_WORDS.get(against[0], against[0])}'s {number(against[1])}" if against else ""
+    return (f"One seed of {name} is far from its others: seed {odd['seed']} reads {number(odd['value'])} against "
+            f"{_say([number(x) for x in odd['others']])} (without it, {name} reads {number(odd['others_mean'])}{vs}).")
+
+
+def _training_words(variant: str, c: dict, base_iterations) -> str:
+    """A training as the per-n sentence names it, with its iterations where the summary stores them."""
+    it = c.get("iterations")
+    if variant == "dense":
+        iters = (f"for {number(it)} iterations against Table 2's {number(base_iterations)}" if it and base_iterations
+                 else "for as many iterations as longer")
+        return f"dense (as many spirals per radian as the first design had, {iters})"
+    if variant == "longer":
+        return f"longer (Table 2's spirals for {f'{number(it)} iterations' if it else 'as many iterations as dense'})"
+    return DENSITY_WORDS.get(variant, variant)
+
+
+def density_conclusion(summary: dict) -> str:
+    """What the density test supports, over the n where Table 2's training is above the paper, as sentences that
+    stand alone (the chapter's summary repeats them; `density_sentence` ends with them after "So"). Two
+    comparisons, each changing one thing: longer against Table 2's training (the length: more iterations on the
+    same spirals; does it close the gap?) and dense against longer (the data, at equal iterations: does dense
+    read lower by more than the seeds' sd?). Dense against Table 2's training changes both at once, so its gain
+    there is attributed to the data only where dense also beats longer."""
+    verdicts = {n: v for n, v in density_verdicts(summary).items() if v["gap"] > 0}
+    if not verdicts:
+        return ""
+    ns = list(verdicts)
+    longer = [n for n in ns if verdicts[n]["variants"].get("longer", {}).get("closes", False)]
+    compared = [n for n in ns if "equal_iterations" in verdicts[n]]
+    helps = [n for n in compared if verdicts[n]["equal_iterations"]["says"] == "lower"]
+    dense_closes = [n for n in ns if verdicts[n]["variants"].get("dense", {}).get("closes", False)]
+    every = lambda sub: "at every n" if len(sub) == len(ns) else f"at n = {_say(sub)}"  # noqa: E731
+
+    length = (f"More iterations on the same spirals (longer) close the gap "
+              f"{every(longer) if longer else 'at no n'}")
+    if not compared:
+        return f"{length}."
+    if not helps:
+        data = (f"at equal iterations, more spirals per radian do not help {'beyond that' if longer else 'either'} "
+                "(dense reads no lower than longer at any n)")
+    else:
+        data = (f"at equal iterations, more spirals per radian lower the RMSE further {every(helps)} (dense reads "
+                "below longer by more than their seeds' sd)")
+    text = f"{length}; {data}."
+    if dense_closes and not helps:
+        its = [verdicts[n]["variants"]["dense"].get("iterations") for n in dense_closes]
+        base = [verdicts[n].get("base_iterations") for n in dense_closes]
+        extra = (f" ({number(its[0])} against {number(base[0])})" if its[0] and base[0]
+                 and len(set(its)) == 1 and len(set(base)) == 1 else "")
+        says = {verdicts[n].get("equal_iterations", {}).get("says") for n in dense_closes}
+        gains = ("more" if says == {"higher"} else "as much, to within their seeds' sd" if says == {"same"}
+                 else "at least as much, to within their seeds' sd")
+        text += (f" What dense gains over Table 2's training {every(dense_closes)} comes with its extra "
+                 f"iterations{extra}: longer, trained for as many, gains {gains}.")
+    if len(longer) == len(ns) and not helps:
+        lead = "The gap is the training's length, not the data's density"
+    elif len(helps) == len(compared) and not longer:
+        lead = "The gap is the training data's density, not the training's length"
+    elif len(helps) == len(compared) and len(longer) == len(ns):
+        lead = "Both the data's density and the training's length matter"
+    else:
+        lead = "Neither the data's density nor the training's length alone explains the gap at every n"
+    return f"{lead}. {text}"
 
 
 def density_sentence(summary: dict) -> str:
-    """What the density test shows, from a "latent_ode_density" record's summary: per n, how far the headline
-    is above the paper and which training closes how much of that gap. A training whose RMSE drops by less
-    than its seeds' sd does not close it."""
+    """What the density test shows, from a "latent_ode_density" record's summary: per n, how far Table 2's
+    training (on lean_dopri5 when stored) is above the paper, which training closes how much of that gap (a
+    training whose RMSE drops by less than its seeds' sd does not close it), how dense and longer compare at
+    equal iterations, and any seed far from its others (`seed_outlier`); then `density_conclusion`."""
     out = []
     for n, v in density_verdicts(summary).items():
-        gap = v["headline"] - v["paper"]
+        gap = v["base_mean"] - v["paper"]
         where = (f"{_percent(100 * gap / v['paper'])} above" if gap > 0 else "at or below")
-        text = (f"At n = {n} the headline latent ODE reads {mean_sd(v['headline_values'])}, {where} the paper's "
+        text = (f"At n = {n} Table 2's latent ODE reads {mean_sd(v['base_values'])}, {where} the paper's "
                 f"{number(v['paper'], 4)}.")
-        if "fast_values" in v:
-            agrees = ("within its seeds' spread" if v["solver_agrees"] else "more than its seeds' spread away")
-            before, after = v.get("train_min") or (None, None)
-            took = (f" (training took {number(after)} minutes a run, against {number(before)} with torchdiffeq's "
-                    "dopri5)" if before and after else "")
-            text += (f" Trained again on the fast solver{took} it reads {mean_sd(v['fast_values'])}, {agrees}; "
-                     "the other trainings are measured against that.")
+        pair = {"dense": "longer", "longer": "dense"} if "equal_iterations" in v else {}
+        odd = "".join(" " + _outlier_words(k, o, (pair[k], v["variants"][pair[k]]["mean"]) if k in pair else None)
+                      for k, o in v["outliers"].items())
         if v["gap"] <= 0:
-            out.append(f"{text} There is no gap to close.")
+            out.append(f"{text} There is no gap to close.{odd}")
             continue
         parts = []
         for variant, c in v["variants"].items():
-            says = DENSITY_SAYS.get(variant, variant)
+            says = _training_words(variant, c, v["base_iterations"])
             if c["closes"] and c["share"] >= 1:
                 parts.append(f"{says} closes all of it ({mean_sd(c['values'])}, at or below the paper's)")
             elif c["closes"]:
@@ -454,7 +582,14 @@ def density_sentence(summary: dict) -> str:
                 parts.append(f"{says} does not close it: its RMSE is higher ({mean_sd(c['values'])})")
             else:
                 parts.append(f"{says} does not close it ({mean_sd(c['values'])}, a change smaller than its seeds' sd)")
-        joined = "; ".join(parts)
-        out.append(f"{text} Of that gap, training on {joined}.")
-    out.append(density_conclusion(summary))
+        text += f" Of that gap, {'; '.join(parts)}."
+        eq = v.get("equal_iterations")
+        if eq:
+            side = "above" if eq["difference"] > 0 else "below"
+            text += (f" At equal iterations dense reads {side} longer by "
+                     f"{'less' if eq['says'] == 'same' else 'more'} than their seeds' sd.")
+        out.append(text + odd)
+    conclusion = density_conclusion(summary)
+    if conclusion:
+        out.append(f"So {conclusion[0].lower()}{conclusion[1:]}")
     return " ".join(out)

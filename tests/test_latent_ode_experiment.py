@@ -330,14 +330,14 @@ def test_density_conclusion_credits_dense_only_beyond_longer_at_equal_iterations
     conclusion = figures.density_conclusion(summary)
     assert conclusion.startswith("The gap is the training's length, not the data's density.")
     assert "dense reads no lower than longer at any n" in conclusion
-    assert "What dense gains over Table 2's training at every n comes with its extra iterations (4200 against 2400)" \
+    assert "What dense gains over Table 2's training at every n comes with its extra iterations (4,200 against 2,400)" \
         in conclusion
     for wrong in ("density closes", "do not close", "does not close"):
         assert wrong not in conclusion
     text = figures.density_sentence(summary)
     assert text.endswith("So the gap is the training's length, not the data's density. " + conclusion.split(". ", 1)[1])
     assert "At equal iterations dense reads above longer by less than their seeds' sd." in text
-    assert "for 4200 iterations against Table 2's 2400" in text and "Table 2's spirals for 4208 iterations" in text
+    assert "for 4,200 iterations against Table 2's 2,400" in text and "Table 2's spirals for 4,208 iterations" in text
     assert "far from its others" not in text                      # every seed within the rule
     # dense lower than longer at equal iterations at every n: the data helps, and longer closing it too is both
     helps = {**summary, "dense": {n: {**c, **_cell([x - 0.03 for x in summary["longer"][n]["values"]], c["paper"])}

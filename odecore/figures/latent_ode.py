@@ -497,11 +497,11 @@ def _training_words(variant: str, c: dict, base_iterations) -> str:
     """A training as the per-n sentence names it, with its iterations where the summary stores them."""
     it = c.get("iterations")
     if variant == "dense":
-        iters = (f"for {number(it)} iterations against Table 2's {number(base_iterations)}" if it and base_iterations
+        iters = (f"for {it:,} iterations against Table 2's {base_iterations:,}" if it and base_iterations
                  else "for as many iterations as longer")
         return f"dense (as many spirals per radian as the first design had, {iters})"
     if variant == "longer":
-        return f"longer (Table 2's spirals for {f'{number(it)} iterations' if it else 'as many iterations as dense'})"
+        return f"longer (Table 2's spirals for {f'{it:,} iterations' if it else 'as many iterations as dense'})"
     return DENSITY_WORDS.get(variant, variant)
 
 
@@ -536,7 +536,7 @@ def density_conclusion(summary: dict) -> str:
     if dense_closes and not helps:
         its = [verdicts[n]["variants"]["dense"].get("iterations") for n in dense_closes]
         base = [verdicts[n].get("base_iterations") for n in dense_closes]
-        extra = (f" ({number(its[0])} against {number(base[0])})" if its[0] and base[0]
+        extra = (f" ({its[0]:,} against {base[0]:,})" if its[0] and base[0]
                  and len(set(its)) == 1 and len(set(base)) == 1 else "")
         says = {verdicts[n].get("equal_iterations", {}).get("says") for n in dense_closes}
         gains = ("more" if says == {"higher"} else "as much, to within their seeds' sd" if says == {"same"}
@@ -577,7 +577,7 @@ def density_sentence(summary: dict) -> str:
             if c["closes"] and c["share"] >= 1:
                 parts.append(f"{says} closes all of it ({mean_sd(c['values'])}, at or below the paper's)")
             elif c["closes"]:
-                parts.append(f"{says} closes {_percent(100 * c['share'])} of it ({mean_sd(c['values'])})")
+                parts.append(f"{says} closes {_percent(100 * c['share'])} ({mean_sd(c['values'])})")
             elif c["widens"]:
                 parts.append(f"{says} does not close it: its RMSE is higher ({mean_sd(c['values'])})")
             else:

@@ -318,6 +318,6 @@ def test_the_nf_budget_sentence_sets_stacked_runs_time_beside_a_lone_runs():
                                              **({"stacked": stacked} if stacked else {})}
     budget = {"metrics": {"runs": [run(0, 1.0), run(1, 0.2, 2), run(2, 0.2, 2)]}}
     text = cnf_figures.nf_budget_sentence(budget, specs)
-    assert text.startswith("3 of the 3 runs have finished")
+    assert text.startswith("All 3 runs have finished")
     assert "A run trained alone took 1 h; stacked with up to 1 other, each run's share of the time was 0.200 h" in text
     assert "stacked" not in cnf_figures.nf_budget_sentence({"metrics": {"runs": [run(0, 1.0)]}}, specs)

@@ -88,7 +88,8 @@ def cnf_against_nf_sentence(vs: pd.DataFrame) -> str:
         parts.append(f"it is ahead by more than the seeds' combined sd on {say(ahead)}")
     if len(within):
         nf_lower = within[~within.lower]
-        parts.append(f"the two are within it on {say(within)}"
+        it = "it" if len(ahead) else "the seeds' combined sd"
+        parts.append(f"the two are within {it} on {say(within)}"
                      + (f" (the NF's mean the lower on {say(nf_lower)})" if len(nf_lower) else ""))
     for r in behind.itertuples():
         parts.append(f"on {r.target} the CNF is behind, KL {tables.number(r.cnf)} against the NF's "
@@ -344,7 +345,8 @@ def nf_budget_sentence(budget: dict | None, specs: list[dict]) -> str:
     if not runs:
         return (f"None of the {tables.words(len(specs))} runs has started: they need {total:,} iterations in all.")
     going = len(runs) - finished
-    state = f"{tables.words(finished).capitalize()} of the {tables.words(len(specs))} runs " + \
+    state = (f"All {len(specs)} runs " if finished == len(specs) else
+             f"{tables.words(finished).capitalize()} of the {tables.words(len(specs))} runs ") + \
         ("has" if finished == 1 else "have") + " finished" + \
         (f" and {tables.words(going)} {'is' if going == 1 else 'are'} under way" if going else "")
     text = (f"{state}: {done:,} of the {total:,} iterations ({tables.number(100 * done / total)}%), in "

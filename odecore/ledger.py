@@ -165,10 +165,11 @@ def _flows(density: dict | None, mle: dict | None) -> list[dict]:
         budget = _largest("cnf_nf_budget")
         vs, nf_iterations = figure4_claim(density, budget)
         verdict = matches_or_beats(int(vs["matches"].sum()), len(cfg["targets"]))
-        ahead = list(vs[vs.ahead].target)
+        ahead, behind = list(vs[vs.ahead].target), list(vs[~vs.matches].target)
         detail = (f"the CNF's KL is above the NF's by no more than the seeds' combined sd on {int(vs['matches'].sum())} "
-                  f"of {len(cfg['targets'])} targets, and below it by more than that on {len(ahead)}"
-                  + (f" ({', '.join(ahead)})" if 0 < len(ahead) < len(vs) else "")
+                  f"of {len(cfg['targets'])} targets"
+                  + (f", below it by more than that on {', '.join(ahead)}" if ahead else "")
+                  + (f", above it by more than that on {', '.join(behind)}" if behind else "")
                   + f"; the NF trained {nf_iterations:,} of the paper's {paper.FIGURE4['nf_iterations']:,} iterations")
         if nf_iterations == paper.FIGURE4["nf_iterations"]:
             short = cnf_against_nf(density)

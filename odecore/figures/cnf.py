@@ -382,6 +382,8 @@ def figure_nf_budget(budget: dict | None, specs: list[dict], density: dict):
                 ax.axhline(base[target][kind], color=plots.COLORS[kind], ls=style, lw=1, label=label)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-2)   # from nats at the start to hundredths; a noisy batch can dip below 0
+        lows = [min(r["loss"]) for spec, r in runs if spec["task"] == target]
+        ax.set_ylim(bottom=min([0.0] + lows))      # no empty band below 0 unless a batch went there
         ax.set_xlim(specs[0]["chunk"], specs[0]["iterations"])
         ax.set_title(target)
         ax.set_xlabel("iteration")

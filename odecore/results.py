@@ -211,6 +211,9 @@ def subrun_lock(summary: Path) -> Iterator[None]:
     waits for the first and then loads its result instead of training the same sub-run twice. Says
     on stderr when it waits. The kernel drops the lock when its holder dies, however it dies."""
     lock = summary.with_name(f".{summary.name}.lock")
+    if lock in _HELD:    # this process holds it already (a stacked training storing a run it trained)
+        yield
+        return
     with open(lock, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -218,10 +221,15 @@ def subrun_lock(summary: Path) -> Iterator[None]:
             print(f"waiting for sub-run {summary.stem}: another process is training it (it holds {lock}); "
                   "its result is loaded when it finishes", file=sys.stderr, flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD.add(lock)
         try:
             yield
         finally:
+            _HELD.discard(lock)
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_HELD: set[Path] = set()   # the sub-run locks this process holds
 
 
 def save(experiment: str, profile: str, config: Any, metrics: dict, *, seeds: list[int],
@@ -355,11 +363,11 @@ def cached(experiment: str, profile: str, config: Any, compute: Callable[[], dic
             return record
     check_writable(path_for(experiment, profile).parent)
     start = time.perf_counter()
-    _SUBRUNS.append([])
+    _SUBRUNS.append({})
     try:
         metrics = compute()
     finally:
-        seen = _SUBRUNS.pop()
+        seen = list(_SUBRUNS.pop().values())
     subruns = {"count": len(seen), "trained_now": sum(now for now, _ in seen),
                "wall_time_s": round(sum(wall for _, wall in seen), 3)} if seen else None
     return save(experiment, profile, config, metrics, seeds=seeds,
@@ -424,14 +432,16 @@ def cached_arrays(record: dict, compute: Callable[[], dict[str, Any]]) -> dict:
 
 
 _RETRAINED: set[Path] = set()   # sub-runs trained afresh in this process under rerun
-_SUBRUNS: list[list[tuple[bool, float]]] = []   # per enclosing `cached`: (trained now?, wall time) of each sub-run
+_SUBRUNS: list[dict[Path, tuple[bool, float]]] = []   # per enclosing `cached`: each sub-run's (trained now?, wall time)
 
 
-def _seen(value: dict, trained_now: bool) -> dict:
-    """Tell the enclosing `cached` call, if any, about one sub-run."""
+def _seen(summary: Path, value: dict, trained_now: bool) -> dict:
+    """Tell the enclosing `cached` call, if any, about one sub-run, once however often it is asked for (a
+    stacked training stores a run that the chapter's loop then loads)."""
     if _SUBRUNS:
-        wall = value.get("provenance", {}).get("wall_time_s", value.get("wall_time_s", 0.0))
-        _SUBRUNS[-1].append((trained_now, float(wall or 0.0)))
+        wall = float(value.get("provenance", {}).get("wall_time_s", value.get("wall_time_s", 0.0)) or 0.0)
+        before = _SUBRUNS[-1].get(summary, (False, 0.0))
+        _SUBRUNS[-1][summary] = (before[0] or trained_now, max(before[1], wall))
     return value
 
 
@@ -454,21 +464,21 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
     summary = Path(summary)
     rerun = settings.current().rerun and summary not in _RETRAINED
     if not rerun and (stored := _stored(summary, outputs)) is not None:
-        return _seen(stored, trained_now=False)
+        return _seen(summary, stored, trained_now=False)
     check_subrun_folders((summary, *outputs, *resume, *writes))
     with subrun_lock(summary):
         if rerun:
             for stale in (summary, *resume):
                 Path(stale).unlink(missing_ok=True)
         elif (stored := _stored(summary, outputs)) is not None:   # finished by the process this one waited for
-            return _seen(stored, trained_now=False)
+            return _seen(summary, stored, trained_now=False)
         start = time.perf_counter()
         value = compute()
         value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
         write_or_keep(summary, json.dumps(value) + "\n", f"sub-run {summary.stem}")
     if settings.current().rerun:
         _RETRAINED.add(summary)
-    return _seen(value, trained_now=True)
+    return _seen(summary, value, trained_now=True)
 
 
 def _stored(summary: Path, outputs: tuple[Path, ...]) -> dict | None:

@@ -14,7 +14,6 @@ CONFIGS = {
     "mnist_nfe_ablation": mnist.NFE_ABLATION_PROFILES,
     "cnf_density": cnf.DENSITY_PROFILES,
     "cnf_mle": cnf.MLE_PROFILES,
-    "cnf_nf_budget": {p: {"specs": cnf.nf_budget_specs(p)} for p in cnf.NF_BUDGET_ITERATIONS},
     "latent_ode": latent_ode.PROFILES,
     "latent_ode_poisson": latent_ode.POISSON_PROFILES,
     "latent_ode_sampling": latent_ode.SAMPLING_PROFILES,

@@ -96,6 +96,19 @@ def test_cnf_smoke_run_stores_what_its_figures_draw(tmp_path, monkeypatch):
     for data in mle["config"]["datasets"]:
         assert m_arrays[f"{data}/cnf_density"].shape[0] == m_arrays[f"{data}/nf_samples"].shape[0]
     assert cnf_figures.figure4(density, d_arrays).axes and cnf_figures.figure5(mle, m_arrays)
+    assert cnf_figures.figure_nf_budget(density).axes and cnf_figures.figure4d(density).axes
+    assert len(cnf_figures.nf_budgets_table(density)) == len(cfg["targets"])
+    assert all(r.get("stacked") for r in density["metrics"]["runs"] if r["kind"] == "nf")   # run_density stacks them
+    # the shorter NF budget is labelled beside Figure 4, never in it: panel and claim show the profile's budget
+    big = max(cfg["nf_layers"])
+    kl = {r["iterations"]: r["kl"] for r in density["metrics"]["runs"]
+          if (r["kind"], r["size"], r["seed"]) == ("nf", big, 0)}
+    assert set(kl) == {cfg["nf_iterations"], cfg["short_nf_iterations"]}
+    labels = [ax.get_xlabel() for ax in cnf_figures.figure4(density, d_arrays).axes]
+    assert any(lab.startswith(tables.number(kl[cfg["nf_iterations"]])) for lab in labels)
+    assert cnf_figures.cnf_against_nf(density)["nf_seeds"].tolist() == [len(cfg["seeds"])]
+    rows = [r["quantity"] for r in cnf.scoreboard(density) if r["quantity"].startswith("final KL") and f"NF K={big}," in r["quantity"]]
+    assert sum("a shorter budget" in q for q in rows) == 1 and any(f"{cfg['nf_iterations']:,} it." in q for q in rows)
     plt.close("all")
 
 
@@ -262,35 +275,32 @@ def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
     from odecore import ledger
     from odecore.experiments import cnf
 
-    cfg = {"targets": ["U1", "U2"], "nf_layers": [32], "cnf_units": [32], "nf_iterations": 20000,
-           "cnf_iterations": 10000, "long_cnf": [], "long_iterations": 10000}
-    kls = {("U1", "cnf"): (0.020, 0.022, 0.024), ("U1", "nf"): (0.010, 0.030, 0.017),   # NF lower, within the spread
-           ("U2", "cnf"): (0.020, 0.021, 0.022), ("U2", "nf"): (0.050, 0.051, 0.052)}
-    runs = [{"task": t, "kind": k, "size": 32, "seed": s, "kl": kl, "iterations": cfg[f"{k}_iterations"]}
-            for (t, k), values in kls.items() for s, kl in enumerate(values)]
+    cfg = {"targets": ["U1", "U2"], "nf_layers": [32], "cnf_units": [32], "nf_iterations": 500000,
+           "short_nf_iterations": 20000, "cnf_iterations": 10000, "long_cnf": [], "long_iterations": 10000}
+    kls = {("U1", "cnf", 10000): (0.020, 0.022, 0.024), ("U1", "nf", 20000): (0.010, 0.030, 0.017),  # NF lower, within
+           ("U2", "cnf", 10000): (0.020, 0.021, 0.022), ("U2", "nf", 20000): (0.050, 0.051, 0.052),
+           ("U1", "nf", 500000): (0.001, 0.002, 0.003), ("U2", "nf", 500000): (0.020, 0.023, 0.026)}
+    runs = [{"task": t, "kind": k, "size": 32, "seed": s, "kl": kl, "iterations": n}
+            for (t, k, n), values in kls.items() for s, kl in enumerate(values)]
     density = {"experiment": "cnf_density", "profile": "full", "config": cfg, "metrics": {"runs": runs}}
-    vs = cnf_figures.cnf_against_nf(density).set_index("target")
+    vs = cnf_figures.cnf_against_nf(density, 20000).set_index("target")
     assert list(vs.lower) == [False, True] and list(vs.matches) == [True, True]
     assert vs.loc["U1", "spread"] == pytest.approx(np.hypot(np.std([0.020, 0.022, 0.024], ddof=1),
                                                             np.std([0.010, 0.030, 0.017], ddof=1)))
     assert "ahead by more than the seeds' combined sd on U2; the two are within it on U1 (the NF's mean the lower on U1)" \
         in cnf_figures.cnf_against_nf_sentence(vs.reset_index())
-    (row,) = [r for r in cnf.scoreboard({**density, "metrics": {**density["metrics"], "theorem1": {"max_abs_err": 0.0}}})
-              if "matches or beats" in r["quantity"]]
-    assert (row["ours"], row["verdict"]) == (2, "reproduced") == (2, ledger.matches_or_beats(2, 2))
-    # at the paper's budget only finished runs count; one seed has no sd of its own
-    budget = {"config": {"specs": [{}, {}]}, "metrics": {"runs": [
-        {"task": "U1", "seed": 0, "iterations": 500000, "iterations_done": 500000, "kl": 0.001},
-        {"task": "U2", "seed": 0, "iterations": 500000, "iterations_done": 1000, "loss": [1.0]}]}}
-    at_budget = cnf_figures.cnf_against_nf(density, budget)
-    assert list(at_budget.target) == ["U1"] and not at_budget.matches.iloc[0]
-    assert cnf_figures.cnf_against_nf_sentence(at_budget).startswith("On U1 the CNF is behind")
-    # the claim rests on the paper's budget once every run of it has finished, not before
-    assert cnf_figures.figure4_claim(density, budget)[1] == 20000
-    done = lambda t, kl: {"task": t, "seed": 0, "iterations": 500000, "iterations_done": 500000, "kl": kl}  # noqa: E731
-    complete = {"config": {"specs": [{"iterations": 500000}] * 2}, "metrics": {"runs": [done("U1", 0.001), done("U2", 0.06)]}}
-    vs, iterations = cnf_figures.figure4_claim(density, complete)
-    assert iterations == 500000 and list(vs.matches) == [False, True]
+    # the claim rests on the profile's NF budget, the paper's here: behind on U1, within the spread on U2
+    at_paper = cnf_figures.cnf_against_nf(density)
+    assert list(at_paper.matches) == [False, True]
+    assert cnf_figures.cnf_against_nf_sentence(at_paper).startswith("The CNF matches or beats the NF on 1 of 2 targets")
+    rows = [r for r in cnf.scoreboard({**density, "metrics": {**density["metrics"], "theorem1": {"max_abs_err": 0.0}}})
+            if "matches or beats" in r["quantity"]]
+    assert [(r["ours"], r.get("verdict")) for r in rows] == [(1, ledger.matches_or_beats(1, 2)), (2, None)]
+    assert "NF at 500,000 it." in rows[0]["quantity"] and "20,000 it. (a shorter budget" in rows[1]["quantity"]
+    table = cnf_figures.nf_budgets_table(density).set_index("target")
+    assert list(table["CNF against NF at 500,000"]) == ["behind", "within the seeds' sd"]
+    assert list(table["CNF against NF at 20,000"]) == ["within the seeds' sd", "ahead"]
+    assert table.loc["U1", "NF K=32, 500,000 it."] == tables.mean_sd([0.001, 0.002, 0.003])
 
 
 def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
@@ -311,13 +321,13 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     assert "neither difference" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
 
 
-def test_the_nf_budget_sentence_sets_stacked_runs_time_beside_a_lone_runs():
-    specs = [{"task": "U1", "seed": s, "iterations": 1000} for s in range(3)]
-    run = lambda seed, hours, stacked=None: {"task": "U1", "seed": seed, "iterations": 1000,  # noqa: E731
-                                             "iterations_done": 1000, "train_time_s": 3600 * hours,
-                                             **({"stacked": stacked} if stacked else {})}
-    budget = {"metrics": {"runs": [run(0, 1.0), run(1, 0.2, 2), run(2, 0.2, 2)]}}
-    text = cnf_figures.nf_budget_sentence(budget, specs)
-    assert text.startswith("All 3 runs have finished")
-    assert "A run trained alone took 1 h; stacked with up to 1 other, each run's share of the time was 0.200 h" in text
-    assert "stacked" not in cnf_figures.nf_budget_sentence({"metrics": {"runs": [run(0, 1.0)]}}, specs)
+def test_the_stacked_sentence_sets_stacked_runs_time_beside_a_lone_runs():
+    cfg = {"nf_iterations": 1000, "nf_layers": [2, 32]}
+    run = lambda size, hours, stacked=None: {"kind": "nf", "size": size, "iterations": 1000,  # noqa: E731
+                                             "train_time_s": 3600 * hours, **({"stacked": stacked} if stacked else {})}
+    density = {"config": cfg, "metrics": {"runs": [run(32, 1.0), run(32, 0.2, 2), run(32, 0.2, 2), run(2, 0.1, 3)]}}
+    text = cnf_figures.stacked_sentence(density)
+    assert text.startswith("The 4 NF runs at 1,000 iterations took 1.50 h of training in all.")
+    assert "With K = 32, a run trained alone took 1 h; stacked with up to 1 other, each run's share of the time was " \
+        "0.200 h" in text and "K = 2" not in text                      # no lone K = 2 run to set beside
+    assert cnf_figures.stacked_sentence({"config": cfg, "metrics": {"runs": []}}) == ""

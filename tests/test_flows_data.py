@@ -91,15 +91,17 @@ def test_a_corrupt_resume_checkpoint_is_an_error_never_a_result(keep):
         cnf.train_subrun(spec, "cnf_density", "smoke", progress=False)
 
 
-def test_nf_budget_record_says_how_far_each_run_got(monkeypatch):
-    from odecore import paper, results, train
+def test_train_stacked_resumes_a_run_begun_alone_and_trains_one_stack_per_budget(monkeypatch, tmp_path):
+    from odecore import paper, train
     from odecore.experiments import cnf
 
-    specs = cnf.nf_budget_specs("smoke")
+    full = cnf.DENSITY_PROFILES["full"]
+    assert (full.nf_iterations, full.cnf_iterations) == (paper.FIGURE4["nf_iterations"], paper.FIGURE4["cnf_iterations"])
+    _dirs(monkeypatch, tmp_path)
     cfg = cnf.DENSITY_PROFILES["smoke"]
-    assert specs and all(s["kind"] == "nf" and s["size"] == max(cfg.nf_layers) and s["iterations"] == 24 for s in specs)
-    assert {s["iterations"] for s in cnf.nf_budget_specs("full")} == {paper.FIGURE4["nf_iterations"]}
-    assert cnf.run_nf_budget("smoke")["metrics"]["runs"] == []          # nothing trained yet
+    specs = cnf.density_specs(cfg)
+    nfs = [s for s in specs if s["kind"] == "nf"]
+    assert {s["iterations"] for s in nfs} == {cfg.nf_iterations, cfg.short_nf_iterations}   # both budgets, labelled
     fit = train.fit
 
     def one_chunk_then_stop(*args, **kwargs):                           # a session that ends after one chunk
@@ -107,22 +109,18 @@ def test_nf_budget_record_says_how_far_each_run_got(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cnf.train, "fit", one_chunk_then_stop)
-    results.atomic_write_text(cnf.subrun_stem(specs[0]).with_suffix(".device"), "cpu (a lone run)")
+    first = nfs[0]
     with pytest.raises(KeyboardInterrupt):                              # a run begun alone, in train.fit
-        cnf.train_subrun(specs[0], "cnf_density", "smoke", progress=False)
-    (partial,) = cnf.run_nf_budget("smoke")["metrics"]["runs"]
-    assert partial["iterations_done"] == specs[0]["chunk"] and len(partial["loss"]) == 1 and "kl" not in partial
-    assert partial["device_name"].startswith("cpu")
+        cnf.train_subrun(first, "cnf_density", "smoke", progress=False)
     monkeypatch.setattr(cnf.train, "fit", fit)
-    cnf.train_nf_budget("smoke", progress=False)                         # resumes it stacked with the rest
-    record = cnf.run_nf_budget("smoke")
-    runs = record["metrics"]["runs"]
-    assert [r["iterations_done"] for r in runs] == [24] * len(specs) and all(math.isfinite(r["kl"]) for r in runs)
-    assert len(runs[0]["loss"]) == 24 // specs[0]["chunk"]               # the first run's one chunk was kept
-    assert results.load("cnf_nf_budget", "smoke")["config_hash"] == results.config_hash({"specs": specs})
-    assert len(cnf.scoreboard(record)) == len(specs)
-    with pytest.raises(ValueError, match="no NF budget runs"):
-        cnf.nf_budget_specs("reduced")
+    cnf.train_stacked(specs, "smoke", progress=False)                   # resumes it stacked with the others
+    for spec in nfs:
+        summary, _ = train.run_progress(cnf.subrun_stem(spec))
+        assert summary["stacked"] == len(cfg.seeds) and math.isfinite(summary["kl"])   # one stack per size and budget
+        assert len(summary["loss"]) == spec["iterations"] // spec["chunk"]
+    assert not any(cnf.subrun_stem(s).with_suffix(".json").exists() for s in specs if s["kind"] == "cnf")
+    loaded = cnf.train_subrun(first, "cnf_density", "smoke", progress=False)   # what run_density then reads
+    assert loaded["stacked"] == len(cfg.seeds)
 
 
 def _dirs(monkeypatch, folder):
@@ -136,7 +134,7 @@ def test_stacked_nfs_train_as_each_would_alone_and_resume_at_different_points(mo
     from odecore import train
     from odecore.experiments import cnf
 
-    base = cnf.nf_budget_specs("smoke")[0]
+    base = {**next(s for s in cnf.density_specs(cnf.DENSITY_PROFILES["smoke"]) if s["kind"] == "nf"), "iterations": 24}
     specs = [{**base, "task": t, "seed": seed} for t, seed in (("U2", 0), ("U1", 1), ("U2", 1), ("U1", 0))]
     _dirs(monkeypatch, tmp_path / "alone")
     alone = [cnf.train_subrun(s, "cnf_density", "smoke", False) for s in specs]

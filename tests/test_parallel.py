@@ -32,7 +32,11 @@ def test_tasks_cover_every_subrun_once_longest_first():
     scfg = latent_ode.SAMPLING_PROFILES["smoke"]                  # plus the evenly spaced runs of the sampling comparison
     expected = (len(cfg.seeds) * len(cfg.obs_counts) * len(latent_ode.MODELS)
                 + len(scfg.seeds) * len(scfg.obs_counts) * len(latent_ode.MODELS)
-                + len(cnf.density_specs(cnf.DENSITY_PROFILES["smoke"])) + len(cnf.mle_specs(cnf.MLE_PROFILES["smoke"])))
+                + len(cnf.mle_specs(cnf.MLE_PROFILES["smoke"])))
+    density = cnf.density_specs(cnf.DENSITY_PROFILES["smoke"])
+    stacks = cnf.stacks(density)                                  # Figure 4's NFs train as stacks, one task each
+    assert stacks and sum(map(len, stacks)) == sum(s["kind"] == "nf" for s in density)
+    expected += len(density) - sum(map(len, stacks)) + len(stacks)
     labels = [t.label for t in todo]
     assert len(labels) == expected == len(set(labels))
     keys = [(t.priority, t.neg_cost) for t in todo]

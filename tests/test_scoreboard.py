@@ -42,9 +42,9 @@ def test_the_scoreboard_and_the_ledger_give_one_verdict(monkeypatch):
     assert not adjoint_rows["status"].str.startswith("deviates").any()   # a qualitative claim: held or not
     # the flows' claims: Figure 4's "matches or beats" and Figure 5's "difficulty with Two Moons"
     for quantity, paper_where in (("matches or beats", "Fig. 4"), ("test log-likelihood of CNF minus NF", "Fig. 5")):
-        board = table[table["quantity"].str.contains(quantity)]
+        board = table[table["quantity"].str.contains(quantity) & table["claim"]]   # a shorter budget's row is measured only
         claim = next(r for r in ledger.claims() if r["paper"].endswith(paper_where) and "Theorem" not in r["claim"])
-        assert len(board) == 1 and board["claim"].iloc[0]
+        assert len(board) == 1
         assert board["status"].iloc[0].split(" (")[0] == claim["verdict"]
 
 

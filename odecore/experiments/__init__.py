@@ -34,7 +34,6 @@ MODULES: dict[str, str] = {
     "mnist_nfe_ablation": "odecore.experiments.mnist",
     "cnf_density": "odecore.experiments.cnf",
     "cnf_mle": "odecore.experiments.cnf",
-    "cnf_nf_budget": "odecore.experiments.cnf",
     "latent_ode": "odecore.experiments.latent_ode",
     "latent_ode_poisson": "odecore.experiments.latent_ode",
     "latent_ode_sampling": "odecore.experiments.latent_ode",

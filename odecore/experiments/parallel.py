@@ -124,7 +124,12 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
                               ("cnf_mle", lambda: cnf.mle_specs(cnf.MLE_PROFILES[profile]))):
         if experiment not in only:
             continue
-        for spec in specs():
+        stacked = cnf.stacks(specs()) if experiment == "cnf_density" else []
+        for stack in stacked:   # one task per stack: a step of ten NFs costs about twice one's
+            out.append(Task(1, -2 * stack[0]["iterations"] * NF_S_PER_ITER.get(stack[0]["size"], 1e-2),
+                            f"{experiment} {len(stack)} NFs stacked, {cnf.subrun_name(stack[0])}", cnf.train_stacked,
+                            (stack, profile, False)))
+        for spec in [s for s in specs() if not any(s in stack for stack in stacked)]:
             per_iter = CNF_S_PER_ITER[experiment] if spec["kind"] == "cnf" else NF_S_PER_ITER.get(spec["size"], 1e-2)
             gpu = experiment == "cnf_mle" and spec["kind"] == "cnf"  # the largest batches and widths
             out.append(Task(1, -spec["iterations"] * per_iter, f"{experiment} {cnf.subrun_name(spec)}", cnf.train_subrun,

@@ -29,51 +29,26 @@ def spread(sd_a: float, sd_b: float) -> float:
     return float(np.hypot(*np.nan_to_num(np.asarray([sd_a, sd_b], float))))
 
 
-def cnf_against_nf(density: dict, budget: dict | None = None):
+def cnf_against_nf(density: dict, nf_iterations: int | None = None):
     """Figure 4's claim per target: the largest CNF's and the largest NF's mean final KL and sd over seeds, and
     whether the CNF matches or beats the NF (its KL not above the NF's by more than the seeds' combined sd) and
-    whether it is ahead (below the NF's by more than that).
-    The NF is Figure 4's, or with `budget` the finished runs of the paper-budget record (targets without one
-    are left out)."""
+    whether it is ahead (below the NF's by more than that). The NF at `nf_iterations`, by default the profile's
+    budget (the paper's in `full`); targets without a finished run of either are left out."""
     cfg = density["config"]
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
-    nf_runs = pd.DataFrame([r for r in (budget or {}).get("metrics", {}).get("runs", [])
-                            if r["iterations_done"] == r["iterations"] and "kl" in r], columns=["task", "kl"])
     rows = []
     for t in cfg["targets"]:
         cnf_key = (t, "cnf", max(cfg["cnf_units"]), cfg["cnf_iterations"])
-        if budget is None:
-            nf_key = (t, "nf", max(cfg["nf_layers"]), cfg["nf_iterations"])
-            nf = (tab["kl_mean"].get(nf_key), tab["kl_std"].get(nf_key), tab["seeds"].get(nf_key))
-        else:
-            kls = nf_runs[nf_runs.task == t]["kl"]
-            nf = (kls.mean(), kls.std() if len(kls) > 1 else np.nan, len(kls)) if len(kls) else (None, None, 0)
-        if nf[0] is None or cnf_key not in tab.index:
+        nf_key = (t, "nf", max(cfg["nf_layers"]), nf_iterations or cfg["nf_iterations"])
+        if nf_key not in tab.index or cnf_key not in tab.index:
             continue
-        cnf, cnf_sd = tab.loc[cnf_key, "kl_mean"], tab.loc[cnf_key, "kl_std"]
-        gap = spread(cnf_sd, nf[1])
-        rows.append({"target": t, "cnf": float(cnf), "cnf_sd": float(cnf_sd), "nf": float(nf[0]), "nf_sd": float(nf[1]),
-                     "nf_seeds": int(nf[2]), "spread": gap, "lower": bool(cnf < nf[0]), "matches": bool(cnf <= nf[0] + gap),
-                     "ahead": bool(cnf < nf[0] - gap)})
+        (cnf, cnf_sd), (nf, nf_sd) = (tab.loc[k, ["kl_mean", "kl_std"]] for k in (cnf_key, nf_key))
+        gap = spread(cnf_sd, nf_sd)
+        rows.append({"target": t, "cnf": float(cnf), "cnf_sd": float(cnf_sd), "nf": float(nf), "nf_sd": float(nf_sd),
+                     "nf_seeds": int(tab.loc[nf_key, "seeds"]), "spread": gap, "lower": bool(cnf < nf),
+                     "matches": bool(cnf <= nf + gap), "ahead": bool(cnf < nf - gap)})
     return pd.DataFrame(rows, columns=["target", "cnf", "cnf_sd", "nf", "nf_sd", "nf_seeds", "spread", "lower", "matches",
                                        "ahead"])
-
-
-def budget_complete(budget: dict | None) -> bool:
-    """Whether every run of the paper-budget record has trained its whole budget and been evaluated."""
-    if budget is None or not budget["config"]["specs"]:
-        return False
-    runs = budget["metrics"]["runs"]
-    return len(runs) == len(budget["config"]["specs"]) and all(
-        r["iterations_done"] == r["iterations"] and "kl" in r for r in runs)
-
-
-def figure4_claim(density: dict, budget: dict | None) -> tuple[pd.DataFrame, int]:
-    """What Figure 4's claim rests on: `cnf_against_nf` with the NF at the paper's budget once all those runs
-    have finished, else with Figure 4's own NF; and that NF's iterations."""
-    if budget_complete(budget):
-        return cnf_against_nf(density, budget), budget["config"]["specs"][0]["iterations"]
-    return cnf_against_nf(density), density["config"]["nf_iterations"]
 
 
 def cnf_against_nf_sentence(vs: pd.DataFrame) -> str:
@@ -233,7 +208,8 @@ def figure4(record: dict, arrays: dict):
 def figure4d(record: dict):
     """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; lines join
     the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
-    single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000)."""
+    single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000), a dotted line the NF at the
+    shorter budget (short_nf_iterations)."""
     cfg = record["config"]
     tab = density_table(record)
     targets = cfg["targets"]
@@ -260,6 +236,10 @@ def figure4d(record: dict):
         if len(longs):
             ax.plot(longs["size"], longs["kl_mean"], "*", ms=12, color=plots.COLORS["cnf"],
                     label=f"CNF ({cfg['long_iterations']:,} Adam it.)")
+        shorter = tab[(tab.task == target) & (tab.kind == "nf") & (tab.iterations == cfg["short_nf_iterations"])]
+        if len(shorter):   # the labelled shorter NF budget, means over seeds
+            ax.plot(shorter["size"], shorter["kl_mean"], "o:", ms=3, lw=1, alpha=0.7, color=plots.COLORS["nf"],
+                    label=f"NF ({cfg['short_nf_iterations']:,} RMSprop it.)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sorted(set(cfg["nf_layers"]) | set(cfg["cnf_units"])))
@@ -306,85 +286,80 @@ def figure5(record: dict, arrays: dict) -> dict:
     return figs
 
 
-# ----------------------------------------------------------------------------------- the NF's paper budget
-def _budget_baselines(density: dict) -> dict[str, dict[str, float]]:
-    """Per target, the mean final KL of Figure 4's largest NF (at its shorter budget) and largest CNF."""
+# ----------------------------------------------------------------------------------- the NF's two budgets
+def nf_budgets_table(density: dict) -> pd.DataFrame:
+    """Per target: the largest NF's final KL at the profile's budget and at the shorter one, and the largest CNF's
+    (mean ± sd over seeds), with the CNF's standing against the NF at each budget by `cnf_against_nf`'s rule."""
     cfg = density["config"]
-    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])["kl_mean"]
-    return {t: {"nf": tab.get((t, "nf", max(cfg["nf_layers"]), cfg["nf_iterations"])),
-                "cnf": tab.get((t, "cnf", max(cfg["cnf_units"]), cfg["cnf_iterations"]))} for t in cfg["targets"]}
-
-
-def _budget_runs(budget: dict | None, specs: list[dict]) -> list[tuple[dict, dict | None]]:
-    """Each paper-budget spec with its run's progress in `budget`, None where it has not started."""
-    have = {(r["task"], r["seed"]): r for r in (budget or {}).get("metrics", {}).get("runs", [])}
-    return [(s, have.get((s["task"], s["seed"]))) for s in specs]
-
-
-def nf_budget_table(budget: dict | None, specs: list[dict], density: dict):
-    """Per paper-budget run: iterations done, its latest KL (the final evaluation when finished, else the last
-    chunk's training loss) beside Figure 4's NF at the shorter budget and CNF (means over seeds)."""
-    base, rows = _budget_baselines(density), []
-    cfg = density["config"]
-    for spec, r in _budget_runs(budget, specs):
-        done = r is not None and r["iterations_done"] == r["iterations"]
-        rows.append({"target": spec["task"], "seed": spec["seed"],
-                     "iterations": f"{r['iterations_done'] if r else 0:,} of {spec['iterations']:,}",
-                     "KL now": None if r is None else r["kl"] if done else r["loss"][-1],
-                     f"NF, {cfg['nf_iterations']:,} it.": base[spec["task"]]["nf"],
-                     f"CNF, {cfg['cnf_iterations']:,} it.": base[spec["task"]]["cnf"]})
+    big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
+    runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
+    kls = lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)  # noqa: E731
+                                        & (runs.iterations == n)]["kl"]
+    standing = lambda r: "ahead" if r.ahead else "within the seeds' sd" if r.matches else "behind"  # noqa: E731
+    budgets = [cfg["nf_iterations"]] + ([cfg["short_nf_iterations"]] if cfg["short_nf_iterations"] else [])
+    against = {n: cnf_against_nf(density, n).set_index("target") for n in budgets}
+    rows = []
+    for t in cfg["targets"]:
+        row = {"target": t}
+        for n in budgets:
+            row[f"NF K={big_nf}, {n:,} it."] = tables.mean_sd(kls(t, "nf", big_nf, n))
+        row[f"CNF M={big_cnf}, {cfg['cnf_iterations']:,} it."] = tables.mean_sd(kls(t, "cnf", big_cnf, cfg["cnf_iterations"]))
+        for n in budgets:
+            if t in against[n].index:
+                row[f"CNF against NF at {n:,}"] = standing(against[n].loc[t])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def nf_budget_sentence(budget: dict | None, specs: list[dict]) -> str:
-    """How far the paper-budget runs have got, in one or two sentences."""
-    runs = (budget or {}).get("metrics", {}).get("runs", [])
-    total = sum(s["iterations"] for s in specs)
-    done = sum(r["iterations_done"] for r in runs)
-    finished = sum(r["iterations_done"] == r["iterations"] for r in runs)
+def stacked_sentence(density: dict) -> str:
+    """What the NF runs at the profile's budget cost in all and, for each size with runs of both kinds, one run's
+    training time alone against its share when stacked with others; empty without such runs."""
+    cfg = density["config"]
+    runs = [r for r in density["metrics"]["runs"]
+            if r["kind"] == "nf" and r["iterations"] == cfg["nf_iterations"] and "train_time_s" in r]
     if not runs:
-        return (f"None of the {tables.words(len(specs))} runs has started: they need {total:,} iterations in all.")
-    going = len(runs) - finished
-    state = (f"All {len(specs)} runs " if finished == len(specs) else
-             f"{tables.words(finished).capitalize()} of the {tables.words(len(specs))} runs ") + \
-        ("has" if finished == 1 else "have") + " finished" + \
-        (f" and {tables.words(going)} {'is' if going == 1 else 'are'} under way" if going else "")
-    text = (f"{state}: {done:,} of the {total:,} iterations ({tables.number(100 * done / total)}%), in "
-            f"{tables.number(sum(r['train_time_s'] for r in runs) / 3600)} h of training.")
-    ended = [r for r in runs if r["iterations_done"] == r["iterations"] and "train_time_s" in r]
-    alone, stacked = ([r["train_time_s"] / 3600 for r in ended if bool(r.get("stacked")) is s] for s in (False, True))
-    if alone and stacked:
-        others = max(r["stacked"] for r in ended if r.get("stacked")) - 1
-        text += (f" A run trained alone took {tables.number(float(np.mean(alone)))} h; stacked with up to {others} "
-                 f"other{'s' if others > 1 else ''}, each run's share of the time was "
-                 f"{tables.number(float(np.mean(stacked)))} h.")
+        return ""
+    text = (f"The {tables.words(len(runs))} NF runs at {cfg['nf_iterations']:,} iterations took "
+            f"{tables.number(sum(r['train_time_s'] for r in runs) / 3600)} h of training in all.")
+    for size in cfg["nf_layers"]:
+        alone = [r["train_time_s"] / 3600 for r in runs if r["size"] == size and not r.get("stacked")]
+        stacked = [r["train_time_s"] / 3600 for r in runs if r["size"] == size and r.get("stacked")]
+        if alone and stacked:
+            others = max(r.get("stacked", 0) for r in runs if r["size"] == size) - 1
+            text += (f" With K = {size}, a run trained alone took {tables.number(float(np.mean(alone)))} h; stacked with "
+                     f"up to {others} other{'s' if others > 1 else ''}, each run's share of the time was "
+                     f"{tables.number(float(np.mean(stacked)))} h.")
     return text
 
 
-def figure_nf_budget(budget: dict | None, specs: list[dict], density: dict):
-    """KL against iterations of each paper-budget run (its training loss per chunk), one panel per target,
-    with Figure 4's NF at the shorter budget and CNF as horizontal lines (means over seeds)."""
-    base, cfg = _budget_baselines(density), density["config"]
-    targets = list(dict.fromkeys(s["task"] for s in specs))
+def figure_nf_budget(density: dict):
+    """KL against iterations of the largest NF at the profile's budget (its training loss per chunk, one line per
+    seed), one panel per target, with the means over seeds of that NF at the shorter budget and of the largest
+    CNF as horizontal lines."""
+    cfg = density["config"]
+    big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
+    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])["kl_mean"]
+    lines = [(("nf", big_nf, cfg["short_nf_iterations"]), ":", "nf"), (("cnf", big_cnf, cfg["cnf_iterations"]), "--", "cnf")]
+    targets = cfg["targets"]
     cols = 2 if len(targets) > 1 else 1
-    fig, axes = plots.subplots(-(-max(1, len(targets)) // cols), cols, width=2.9, height=2.4, squeeze=False)
+    fig, axes = plots.subplots(-(-len(targets) // cols), cols, width=2.9, height=2.4, squeeze=False)
     for ax in axes.flat[len(targets):]:
         ax.set_axis_off()
-    runs = [(s, r) for s, r in _budget_runs(budget, specs) if r is not None]
+    runs = [r for r in density["metrics"]["runs"] if (r["kind"], r["size"], r["iterations"]) == ("nf", big_nf, cfg["nf_iterations"])
+            and r.get("loss")]
     for ax, target in zip(axes.flat, targets):
-        for spec, r in runs:
-            if spec["task"] == target:
-                ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["nf"],
-                        alpha=0.4 + 0.2 * r["seed"], lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
-        for kind, style, label in (("nf", ":", f"NF, {cfg['nf_iterations']:,} it."),
-                                   ("cnf", "--", f"CNF, {cfg['cnf_iterations']:,} it.")):
-            if base[target][kind] is not None:
-                ax.axhline(base[target][kind], color=plots.COLORS[kind], ls=style, lw=1, label=label)
+        mine = [r for r in runs if r["task"] == target]
+        for r in mine:
+            ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["nf"],
+                    alpha=0.4 + 0.2 * r["seed"], lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
+        for (kind, size, n), style, color in lines:
+            if (target, kind, size, n) in tab.index:
+                ax.axhline(tab[(target, kind, size, n)], color=plots.COLORS[color], ls=style, lw=1,
+                           label=f"{kind.upper()} {'K' if kind == 'nf' else 'M'}={size}, {n:,} it.")
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-2)   # from nats at the start to hundredths; a noisy batch can dip below 0
-        lows = [min(r["loss"]) for spec, r in runs if spec["task"] == target]
-        ax.set_ylim(bottom=min([0.0] + lows))      # no empty band below 0 unless a batch went there
-        ax.set_xlim(specs[0]["chunk"], specs[0]["iterations"])
+        ax.set_ylim(bottom=min([0.0] + [min(r["loss"]) for r in mine]))   # no empty band below 0 unless a batch went there
+        ax.set_xlim(cfg["chunk"], cfg["nf_iterations"])
         ax.set_title(target)
         ax.set_xlabel("iteration")
     axes.flat[0].set_ylabel("KL(q‖p), nats")

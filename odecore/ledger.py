@@ -164,13 +164,15 @@ def _flows(density: dict | None, mle: dict | None) -> list[dict]:
         big_cnf = max(cfg["cnf_units"])
         vs, nf_iterations = cnf_against_nf(density), cfg["nf_iterations"]
         verdict = matches_or_beats(int(vs["matches"].sum()), len(cfg["targets"]))
-        ahead, behind = list(vs[vs.ahead].target), list(vs[~vs.matches].target)
-        detail = (f"the CNF's KL is above the NF's by no more than the seeds' combined sd on {int(vs['matches'].sum())} "
-                  f"of {len(cfg['targets'])} targets"
-                  + (f", below it by more than that on {', '.join(ahead)}" if ahead else "")
-                  + (f", above it by more than that on {', '.join(behind)}" if behind else "")
-                  + (f"; the NF trained {nf_iterations:,} of the paper's {paper.FIGURE4['nf_iterations']:,} iterations"
-                     if nf_iterations != paper.FIGURE4["nf_iterations"] else "; both flows at the paper's iterations"))
+        say = lambda rows: ", ".join(rows.target) or "none"   # noqa: E731
+        budgets = (f"NF {nf_iterations:,} it., CNF {cfg['cnf_iterations']:,}"
+                   + ("" if nf_iterations == paper.FIGURE4["nf_iterations"] else
+                      f"; the paper's NF {paper.FIGURE4['nf_iterations']:,}"))
+        detail = (f"{budgets}: the NF's KL is below the CNF's by more than the seeds' combined sd on {say(vs[~vs.matches])}; "
+                  f"the two are within it on {say(vs[vs.matches & ~vs.ahead])}"
+                  + (f" (the NF's mean the lower on {say(vs[vs.matches & ~vs.ahead & ~vs.lower])})"
+                     if (vs.matches & ~vs.ahead & ~vs.lower).any() else "")
+                  + f"; the CNF's is below the NF's by more than that on {say(vs[vs.ahead])}")
         if cfg["short_nf_iterations"]:
             short = cnf_against_nf(density, cfg["short_nf_iterations"])
             detail += (f"; with the NF at {cfg['short_nf_iterations']:,}, the CNF matched or beat it on "

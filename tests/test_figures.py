@@ -287,7 +287,8 @@ def test_figure4_verdict_counts_a_difference_only_beyond_the_seeds_spread():
     assert list(vs.lower) == [False, True] and list(vs.matches) == [True, True]
     assert vs.loc["U1", "spread"] == pytest.approx(np.hypot(np.std([0.020, 0.022, 0.024], ddof=1),
                                                             np.std([0.010, 0.030, 0.017], ddof=1)))
-    assert "ahead by more than the seeds' combined sd on U2; the two are within it on U1 (the NF's mean the lower on U1)" \
+    assert ("ahead by more than the seeds' combined sd on U2; the two are within it on U1; on U1 the NF's mean is the "
+            "lower, KL 0.0190 against the CNF's 0.0220, by less than the seeds' combined sd of 0.0103") \
         in cnf_figures.cnf_against_nf_sentence(vs.reset_index())
     # the claim rests on the profile's NF budget, the paper's here: behind on U1, within the spread on U2
     at_paper = cnf_figures.cnf_against_nf(density)
@@ -328,6 +329,6 @@ def test_the_stacked_sentence_sets_stacked_runs_time_beside_a_lone_runs():
     density = {"config": cfg, "metrics": {"runs": [run(32, 1.0), run(32, 0.2, 2), run(32, 0.2, 2), run(2, 0.1, 3)]}}
     text = cnf_figures.stacked_sentence(density)
     assert text.startswith("The 4 NF runs at 1,000 iterations took 1.50 h of training in all.")
-    assert "With K = 32, a run trained alone took 1 h; stacked with up to 1 other, each run's share of the time was " \
-        "0.200 h" in text and "K = 2" not in text                      # no lone K = 2 run to set beside
+    assert "A run with K = 32 took 1 h trained alone, and its share of a stacked training 0.200 h." in text
+    assert "K = 2" not in text                                        # no lone K = 2 run to set beside
     assert cnf_figures.stacked_sentence({"config": cfg, "metrics": {"runs": []}}) == ""

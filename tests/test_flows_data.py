@@ -163,3 +163,18 @@ def test_stacked_nfs_train_as_each_would_alone_and_resume_at_different_points(mo
             torch.testing.assert_close(value, lone_weights[name], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="planar NFs of one size"):
         cnf._train_stacked([specs[0], {**specs[1], "size": 4}], "smoke", False, save_every=1)
+
+
+def test_run_density_stacks_its_nfs_in_fresh_folders_under_rerun_and_counts_each_run_once(monkeypatch, tmp_path):
+    """What the notebooks' CI run does: the density record from nothing, rerun on. Its NFs train as stacks, and
+    the record counts each sub-run once although the stack stores it and the chapter's loop loads it."""
+    from odecore.experiments import cnf
+
+    _dirs(monkeypatch, tmp_path)                                   # no folder exists yet
+    monkeypatch.setenv("ODECORE_RERUN", "1")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    cfg = cnf.DENSITY_PROFILES["smoke"]
+    record = cnf.run_density("smoke")
+    nfs = [r for r in record["metrics"]["runs"] if r["kind"] == "nf"]
+    assert nfs and all(r["stacked"] == len(cfg.seeds) for r in nfs)
+    assert record["subruns"]["count"] == record["subruns"]["trained_now"] == len(cnf.density_specs(cfg))

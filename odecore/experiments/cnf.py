@@ -402,6 +402,8 @@ def train_stacked(specs: list[dict], profile: str, progress: bool = True, save_e
     locks, so a second process that wants them waits and then loads them; train_subrun then loads their
     summaries. Under rerun every run of a stack trains again from its start."""
     for stack in stacks(specs):
+        results.check_subrun_folders((subrun_stem(stack[0]).with_suffix(".pt"),
+                                      _ckpt_path("cnf_density", profile, subrun_name(stack[0]))))
         with contextlib.ExitStack() as held:
             for spec in stack:   # one order in every process: two never wait on each other
                 held.enter_context(results.subrun_lock(subrun_stem(spec).with_suffix(".json")))

@@ -62,10 +62,11 @@ def cnf_against_nf_sentence(vs: pd.DataFrame) -> str:
     if len(ahead):
         parts.append(f"it is ahead by more than the seeds' combined sd on {say(ahead)}")
     if len(within):
-        nf_lower = within[~within.lower]
         it = "it" if len(ahead) else "the seeds' combined sd"
-        parts.append(f"the two are within {it} on {say(within)}"
-                     + (f" (the NF's mean the lower on {say(nf_lower)})" if len(nf_lower) else ""))
+        parts.append(f"the two are within {it} on {say(within)}")
+    for r in within[~within.lower].itertuples():   # within the spread, but the NF's mean the lower: say by how much
+        parts.append(f"on {r.target} the NF's mean is the lower, KL {tables.number(r.nf)} against the CNF's "
+                     f"{tables.number(r.cnf)}, by less than the seeds' combined sd of {tables.number(r.spread)}")
     for r in behind.itertuples():
         parts.append(f"on {r.target} the CNF is behind, KL {tables.number(r.cnf)} against the NF's "
                      f"{tables.number(r.nf)} ({r.nf_seeds} seed{'s' if r.nf_seeds > 1 else ''}), by more "
@@ -325,10 +326,8 @@ def stacked_sentence(density: dict) -> str:
         alone = [r["train_time_s"] / 3600 for r in runs if r["size"] == size and not r.get("stacked")]
         stacked = [r["train_time_s"] / 3600 for r in runs if r["size"] == size and r.get("stacked")]
         if alone and stacked:
-            others = max(r.get("stacked", 0) for r in runs if r["size"] == size) - 1
-            text += (f" With K = {size}, a run trained alone took {tables.number(float(np.mean(alone)))} h; stacked with "
-                     f"up to {others} other{'s' if others > 1 else ''}, each run's share of the time was "
-                     f"{tables.number(float(np.mean(stacked)))} h.")
+            text += (f" A run with K = {size} took {tables.number(float(np.mean(alone)))} h trained alone, and its share "
+                     f"of a stacked training {tables.number(float(np.mean(stacked)))} h.")
     return text
 
 

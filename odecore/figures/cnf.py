@@ -289,26 +289,23 @@ def figure5(record: dict, arrays: dict) -> dict:
 
 # ----------------------------------------------------------------------------------- the NF's two budgets
 def nf_budgets_table(density: dict) -> pd.DataFrame:
-    """Per target: the largest NF's final KL at the profile's budget and at the shorter one, and the largest CNF's
-    (mean ± sd over seeds), with the CNF's standing against the NF at each budget by `cnf_against_nf`'s rule."""
+    """Per target and NF budget (the profile's, then the shorter one): the largest NF's final KL and the largest CNF's
+    (mean ± sd over seeds), and the CNF's standing against that NF by `cnf_against_nf`'s rule."""
     cfg = density["config"]
     big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
     runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
     kls = lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)  # noqa: E731
                                         & (runs.iterations == n)]["kl"]
-    standing = lambda r: "ahead" if r.ahead else "within the seeds' sd" if r.matches else "behind"  # noqa: E731
     budgets = [cfg["nf_iterations"]] + ([cfg["short_nf_iterations"]] if cfg["short_nf_iterations"] else [])
     against = {n: cnf_against_nf(density, n).set_index("target") for n in budgets}
     rows = []
     for t in cfg["targets"]:
-        row = {"target": t}
         for n in budgets:
-            row[f"NF K={big_nf}, {n:,} it."] = tables.mean_sd(kls(t, "nf", big_nf, n))
-        row[f"CNF M={big_cnf}, {cfg['cnf_iterations']:,} it."] = tables.mean_sd(kls(t, "cnf", big_cnf, cfg["cnf_iterations"]))
-        for n in budgets:
-            if t in against[n].index:
-                row[f"CNF against NF at {n:,}"] = standing(against[n].loc[t])
-        rows.append(row)
+            vs = against[n].loc[t] if t in against[n].index else None
+            rows.append({"target": t, "NF iterations": f"{n:,}", "NF": tables.mean_sd(kls(t, "nf", big_nf, n)),
+                         "CNF": tables.mean_sd(kls(t, "cnf", big_cnf, cfg["cnf_iterations"])),
+                         "CNF against NF": "-" if vs is None else "ahead" if vs.ahead else
+                         "within the seeds' sd" if vs.matches else "behind"})
     return pd.DataFrame(rows)
 
 

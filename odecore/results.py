@@ -462,16 +462,15 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
     a second process that wants the same sub-run waits and then loads it instead of training it twice.
     """
     summary = Path(summary)
-    rerun = settings.current().rerun and summary not in _RETRAINED
-    if not rerun and (stored := _stored(summary, outputs)) is not None:
-        return _seen(summary, stored, trained_now=False)
+    rerun = rerun_pending(summary)
+    if not rerun and (done := stored(summary, outputs)) is not None:
+        return _seen(summary, done, trained_now=False)
     check_subrun_folders((summary, *outputs, *resume, *writes))
     with subrun_lock(summary):
         if rerun:
-            for stale in (summary, *resume):
-                Path(stale).unlink(missing_ok=True)
-        elif (stored := _stored(summary, outputs)) is not None:   # finished by the process this one waited for
-            return _seen(summary, stored, trained_now=False)
+            forget(summary, resume)
+        elif (done := stored(summary, outputs)) is not None:   # finished by the process this one waited for
+            return _seen(summary, done, trained_now=False)
         start = time.perf_counter()
         value = compute()
         value = {**value, "provenance": {**provenance(), "wall_time_s": round(time.perf_counter() - start, 3)}}
@@ -481,8 +480,20 @@ def run_or_load(summary: Path, compute: Callable[[], dict], *, outputs: tuple[Pa
     return _seen(summary, value, trained_now=True)
 
 
-def _stored(summary: Path, outputs: tuple[Path, ...]) -> dict | None:
-    """The finished sub-run's summary when it and its outputs exist, else None."""
+def rerun_pending(summary: Path) -> bool:
+    """Under rerun, whether the sub-run stored at `summary` has yet to train afresh in this process: until it
+    has, what is stored for it is stale."""
+    return settings.current().rerun and Path(summary) not in _RETRAINED
+
+
+def forget(summary: Path, resume: tuple[Path, ...] = ()) -> None:
+    """Delete a sub-run's summary and resume state, so that it trains from its start (the rerun step)."""
+    for stale in (summary, *resume):
+        Path(stale).unlink(missing_ok=True)
+
+
+def stored(summary: Path, outputs: tuple[Path, ...] = ()) -> dict | None:
+    """The finished sub-run's summary when it and its outputs exist, else None: what makes a sub-run finished."""
     if not (summary.exists() and all(Path(p).exists() for p in outputs)):
         return None
     try:

@@ -391,12 +391,6 @@ def _stack_key(spec: dict) -> str:
     return results.config_hash({k: v for k, v in spec.items() if k not in ("task", "seed")})
 
 
-def _finished(spec: dict, profile: str) -> bool:
-    """As results.run_or_load decides it: the summary and the weights exist."""
-    return subrun_stem(spec).with_suffix(".json").exists() and \
-        _ckpt_path("cnf_density", profile, subrun_name(spec)).exists()
-
-
 def train_stacked(specs: list[dict], profile: str, progress: bool = True, save_every: int = 20) -> None:
     """Train the unfinished runs of each of `stacks(specs)` at once (`_train_stacked`), holding their sub-run
     locks, so a second process that wants them waits and then loads them; train_subrun then loads their
@@ -407,13 +401,14 @@ def train_stacked(specs: list[dict], profile: str, progress: bool = True, save_e
         with contextlib.ExitStack() as held:
             for spec in stack:   # one order in every process: two never wait on each other
                 held.enter_context(results.subrun_lock(subrun_stem(spec).with_suffix(".json")))
-            if settings.current().rerun:
-                todo = [s for s in stack if subrun_stem(s).with_suffix(".json") not in results._RETRAINED]
-                for spec in todo:
-                    for stale in (".json", ".pt"):
-                        subrun_stem(spec).with_suffix(stale).unlink(missing_ok=True)
-            else:
-                todo = [s for s in stack if not _finished(s, profile)]
+            todo = []
+            for spec in stack:
+                summary = subrun_stem(spec).with_suffix(".json")
+                weights = _ckpt_path("cnf_density", profile, subrun_name(spec))
+                if results.rerun_pending(summary):
+                    results.forget(summary, (subrun_stem(spec).with_suffix(".pt"),))
+                if results.stored(summary, (weights,)) is None:
+                    todo.append(spec)
             if todo:
                 _train_stacked(todo, profile, progress, save_every)
 

@@ -309,6 +309,81 @@ def nf_budgets_table(density: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def long_cnf_against_nf(density: dict) -> pd.DataFrame:
+    """Figure 4's test of the CNF's budget: each CNF of `long_cnf` trained for long_iterations (more than the
+    profile's CNF budget; one run, the first seed) against the CNF at that budget (mean and sd over its seeds) and the
+    NF with K = M layers at the profile's NF budget: `spread`'s rule (only the NF's sd counts for one long run) and,
+    where the CNF was behind at its budget, the share of that gap the longer training closes. Empty when the profile
+    trains no longer CNF or its runs have not finished."""
+    cfg = density["config"]
+    columns = ["target", "size", "seed", "short", "short_sd", "short_seeds", "long", "nf", "nf_sd", "nf_seeds", "spread",
+               "share", "matches"]
+    if cfg["long_iterations"] <= cfg["cnf_iterations"]:
+        return pd.DataFrame([], columns=columns)
+    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
+    rows = []
+    for target, size in cfg["long_cnf"]:
+        keys = {k: (target, kind, size, n) for k, kind, n in (("long", "cnf", cfg["long_iterations"]),
+                                                              ("short", "cnf", cfg["cnf_iterations"]),
+                                                              ("nf", "nf", cfg["nf_iterations"]))}
+        if not all(k in tab.index for k in keys.values()):
+            continue
+        (short, short_sd), (nf, nf_sd) = ((float(v) for v in tab.loc[keys[k], ["kl_mean", "kl_std"]]) for k in ("short", "nf"))
+        long, gap, cnf_gap = float(tab.loc[keys["long"], "kl_mean"]), spread(np.nan, nf_sd), spread(short_sd, nf_sd)
+        rows.append({"target": target, "size": size, "seed": cfg["seeds"][0], "short": short, "short_sd": short_sd,
+                     "short_seeds": int(tab.loc[keys["short"], "seeds"]), "long": long, "nf": nf, "nf_sd": nf_sd,
+                     "nf_seeds": int(tab.loc[keys["nf"], "seeds"]), "spread": gap,
+                     "share": (short - long) / (short - nf) if short > nf + cnf_gap else np.nan,
+                     "matches": long <= nf + gap})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def long_cnf_table(density: dict) -> pd.DataFrame:
+    """`long_cnf_against_nf` as the chapter prints it: one row per target."""
+    cfg = density["config"]
+    sd = lambda mean, sd: tables.number(mean) if np.isnan(sd) else f"{tables.number(mean)} ± {tables.number(sd, 2)}"  # noqa: E731
+    return pd.DataFrame([{"target": r.target, f"CNF {cfg['cnf_iterations']:,} it.": sd(r.short, r.short_sd),
+                          f"CNF {cfg['long_iterations']:,} it.": tables.number(r.long),
+                          f"NF {cfg['nf_iterations']:,} it.": sd(r.nf, r.nf_sd),
+                          "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
+                          "CNF against NF": "within the NF's sd or ahead" if r.matches else "behind"}
+                         for r in long_cnf_against_nf(density).itertuples()])
+
+
+def long_cnf_sentence(density: dict) -> str:
+    """What the longer CNF runs show about the CNF's budget, in words (empty without them): per target the seed's KL
+    at the two budgets against the NF's, and whether more iterations close the gap."""
+    vs = long_cnf_against_nf(density)
+    if vs.empty:
+        return ""
+    cfg = density["config"]
+    say = lambda rows: ", ".join(rows.target)   # noqa: E731
+    size, seed, seeds = int(vs["size"].iloc[0]), int(vs.seed.iloc[0]), int(vs.short_seeds.max())
+    per = "; ".join(f"on {r.target} KL {tables.number(r.long)} against {tables.number(r.short)} at "
+                    f"{cfg['cnf_iterations']:,} and the NF's {tables.number(r.nf)}" for r in vs.itertuples())
+    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run, seed "
+            f"{seed}), the CNF with M = {size} units reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF with "
+            f"K = {size} layers at {cfg['nf_iterations']:,} iterations as means over their seeds, {seeds} for the CNF). ")
+    behind, caught = vs[~vs.matches], vs[vs.matches & vs.share.notna()]   # caught: behind at the budget, not after
+    better = vs[vs.long < vs.short]
+    if not len(behind) and not len(caught):
+        return text + "It was not behind the NF on them at its budget, and the longer training keeps it within reach."
+    if not len(better):
+        return text + ("More iterations do not lower the CNF's KL on any of them, so its budget is not why it is "
+                       "behind.")
+    if not len(behind):
+        return text + (f"So the longer training closes the gap on every one of them (to within the NF's seeds' sd "
+                       f"or better): the CNF was behind for lack of iterations, and it catches up with "
+                       f"{cfg['long_iterations']:,} against the NF's {cfg['nf_iterations']:,}.")
+    shares = vs.share.dropna()
+    text += (f"More iterations lower the CNF's KL on {say(better)}" + (
+        f", closing {tables.number(100 * float(shares.mean()), 2)}% of the gap to the NF on average" if len(shares) else "")
+        + (f", and bring it from behind the NF to within its seeds' sd or better on {say(caught)}" if len(caught) else "")
+        + f"; on {say(behind)} it stays behind by more than that sd. ")
+    return text + (f"So the CNF's budget explains part of the gap, not all of it: at these settings the NF's "
+                   f"{cfg['nf_iterations']:,} iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.")
+
+
 def stacked_sentence(density: dict) -> str:
     """What the NF runs at the profile's budget cost in all and, for each size with runs of both kinds, one run's
     training time alone against its share when stacked with others; empty without such runs."""
@@ -330,8 +405,8 @@ def stacked_sentence(density: dict) -> str:
 
 def figure_nf_budget(density: dict):
     """KL against iterations of the largest NF at the profile's budget (its training loss per chunk, one line per
-    seed), one panel per target, with the means over seeds of that NF at the shorter budget and of the largest
-    CNF as horizontal lines."""
+    seed) and of any CNF trained for longer (long_cnf), one panel per target, with the means over seeds of that NF at
+    the shorter budget and of the largest CNF as horizontal lines."""
     cfg = density["config"]
     big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])["kl_mean"]
@@ -343,11 +418,17 @@ def figure_nf_budget(density: dict):
         ax.set_axis_off()
     runs = [r for r in density["metrics"]["runs"] if (r["kind"], r["size"], r["iterations"]) == ("nf", big_nf, cfg["nf_iterations"])
             and r.get("loss")]
+    longs = [r for r in density["metrics"]["runs"] if r["kind"] == "cnf" and r.get("loss")
+             and r["iterations"] == cfg["long_iterations"] > cfg["cnf_iterations"]]
     for ax, target in zip(axes.flat, targets):
         mine = [r for r in runs if r["task"] == target]
         for r in mine:
             ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["nf"],
                     alpha=0.4 + 0.2 * r["seed"], lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
+        for r in (r for r in longs if r["task"] == target):   # the CNF trained for longer, where the profile has one
+            mine.append(r)
+            ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["cnf"], lw=1,
+                    label=f"CNF M={r['size']}, {r['iterations']:,} it., seed {r['seed']}")
         for (kind, size, n), style, color in lines:
             if (target, kind, size, n) in tab.index:
                 ax.axhline(tab[(target, kind, size, n)], color=plots.COLORS[color], ls=style, lw=1,

@@ -644,8 +644,9 @@ def scoreboard(record: dict) -> list[dict]:
         for target, size in cfg["long_cnf"]:
             kl = tab[(tab.task == target) & (tab.kind == "cnf") & (tab["size"] == size)
                      & (tab.iterations == cfg["long_iterations"])]["kl_mean"]
-            which = ("the paper's count" if cfg["long_iterations"] == paper.FIGURE4["cnf_iterations"] else
-                     f"longer than the paper's {paper.FIGURE4['cnf_iterations']:,}")
+            paper_it = paper.FIGURE4["cnf_iterations"]
+            which = ("the paper's count" if cfg["long_iterations"] == paper_it else
+                     f"{'more' if cfg['long_iterations'] > paper_it else 'fewer'} than the paper's {paper_it:,}")
             if len(kl):
                 rows.append({"item": "Figure 4", "quantity": f"final KL(q‖p), {target}, CNF M={size}, "
                              f"{cfg['long_iterations']:,} it. ({which}), seed {cfg['seeds'][0]}", "paper": None,

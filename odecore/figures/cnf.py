@@ -209,7 +209,7 @@ def figure4(record: dict, arrays: dict):
 def figure4d(record: dict):
     """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; lines join
     the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
-    single seeds; a star marks a CNF trained for long_iterations (the paper's 10,000), a dotted line the NF at the
+    single seeds; a star marks a CNF trained for long_iterations (one seed), a dotted line the NF at the
     shorter budget (short_nf_iterations)."""
     cfg = record["config"]
     tab = density_table(record)
@@ -312,74 +312,84 @@ def nf_budgets_table(density: dict) -> pd.DataFrame:
 def long_cnf_against_nf(density: dict) -> pd.DataFrame:
     """Figure 4's test of the CNF's budget: each CNF of `long_cnf` trained for long_iterations (more than the
     profile's CNF budget; one run, the first seed) against the CNF at that budget (mean and sd over its seeds) and the
-    NF with K = M layers at the profile's NF budget: `spread`'s rule (only the NF's sd counts for one long run) and,
-    where the CNF was behind at its budget, the share of that gap the longer training closes. Empty when the profile
-    trains no longer CNF or its runs have not finished."""
+    NF with K = M layers at the profile's NF budget. Both before and after, `spread`'s rule with the CNF seeds' sd at
+    the budget (the one longer run stands in for them): `behind` before, `matches` after, and for a target that was
+    behind, the share of that gap the longer training closes. Empty when the profile trains no longer CNF or its runs
+    have not finished."""
     cfg = density["config"]
     columns = ["target", "size", "seed", "short", "short_sd", "short_seeds", "long", "nf", "nf_sd", "nf_seeds", "spread",
-               "share", "matches"]
+               "behind", "share", "matches"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
         return pd.DataFrame([], columns=columns)
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
     rows = []
     for target, size in cfg["long_cnf"]:
-        keys = {k: (target, kind, size, n) for k, kind, n in (("long", "cnf", cfg["long_iterations"]),
-                                                              ("short", "cnf", cfg["cnf_iterations"]),
-                                                              ("nf", "nf", cfg["nf_iterations"]))}
-        if not all(k in tab.index for k in keys.values()):
+        long_key, short_key = (target, "cnf", size, cfg["long_iterations"]), (target, "cnf", size, cfg["cnf_iterations"])
+        nf_key = (target, "nf", size, cfg["nf_iterations"])
+        if not all(k in tab.index for k in (long_key, short_key, nf_key)):
             continue
-        (short, short_sd), (nf, nf_sd) = ((float(v) for v in tab.loc[keys[k], ["kl_mean", "kl_std"]]) for k in ("short", "nf"))
-        long, gap, cnf_gap = float(tab.loc[keys["long"], "kl_mean"]), spread(np.nan, nf_sd), spread(short_sd, nf_sd)
-        rows.append({"target": target, "size": size, "seed": cfg["seeds"][0], "short": short, "short_sd": short_sd,
-                     "short_seeds": int(tab.loc[keys["short"], "seeds"]), "long": long, "nf": nf, "nf_sd": nf_sd,
-                     "nf_seeds": int(tab.loc[keys["nf"], "seeds"]), "spread": gap,
-                     "share": (short - long) / (short - nf) if short > nf + cnf_gap else np.nan,
-                     "matches": long <= nf + gap})
+        short, short_sd = tab.loc[short_key, ["kl_mean", "kl_std"]]
+        nf, nf_sd = tab.loc[nf_key, ["kl_mean", "kl_std"]]
+        long, gap = float(tab.loc[long_key, "kl_mean"]), spread(short_sd, nf_sd)
+        behind = bool(short > nf + gap)
+        rows.append({"target": target, "size": size, "seed": cfg["seeds"][0], "short": float(short),
+                     "short_sd": float(short_sd), "short_seeds": int(tab.loc[short_key, "seeds"]), "long": long,
+                     "nf": float(nf), "nf_sd": float(nf_sd), "nf_seeds": int(tab.loc[nf_key, "seeds"]), "spread": gap,
+                     "behind": behind, "share": float((short - long) / (short - nf)) if behind else np.nan,
+                     "matches": bool(long <= nf + gap)})
     return pd.DataFrame(rows, columns=columns)
 
 
 def long_cnf_table(density: dict) -> pd.DataFrame:
-    """`long_cnf_against_nf` as the chapter prints it: one row per target."""
+    """`long_cnf_against_nf` as the chapter prints it, one row per target: the KLs (mean ± sd over seeds where there
+    are several), the share of the gap closed, and where the longer CNF stands."""
     cfg = density["config"]
-    sd = lambda mean, sd: tables.number(mean) if np.isnan(sd) else f"{tables.number(mean)} ± {tables.number(sd, 2)}"  # noqa: E731
-    return pd.DataFrame([{"target": r.target, f"CNF {cfg['cnf_iterations']:,} it.": sd(r.short, r.short_sd),
+    runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
+    kls = lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)  # noqa: E731
+                                        & (runs.iterations == n)]["kl"]
+    return pd.DataFrame([{"target": r.target,
+                          f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
                           f"CNF {cfg['long_iterations']:,} it.": tables.number(r.long),
-                          f"NF {cfg['nf_iterations']:,} it.": sd(r.nf, r.nf_sd),
+                          f"NF {cfg['nf_iterations']:,} it.": tables.mean_sd(kls(r.target, "nf", r.size, cfg["nf_iterations"])),
                           "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
-                          "CNF against NF": "within the NF's sd or ahead" if r.matches else "behind"}
+                          "CNF against NF": ("behind" if not r.matches else "within the seeds' sd or ahead")}
                          for r in long_cnf_against_nf(density).itertuples()])
 
 
 def long_cnf_sentence(density: dict) -> str:
-    """What the longer CNF runs show about the CNF's budget, in words (empty without them): per target the seed's KL
-    at the two budgets against the NF's, and whether more iterations close the gap."""
+    """What the longer CNF runs show about the CNF's budget, in words (empty without them): per target the longer run's
+    KL against the CNF's at its budget and the NF's, and what that says about why the CNF was behind."""
     vs = long_cnf_against_nf(density)
     if vs.empty:
         return ""
     cfg = density["config"]
     say = lambda rows: ", ".join(rows.target)   # noqa: E731
-    size, seed, seeds = int(vs["size"].iloc[0]), int(vs.seed.iloc[0]), int(vs.short_seeds.max())
     per = "; ".join(f"on {r.target} KL {tables.number(r.long)} against {tables.number(r.short)} at "
                     f"{cfg['cnf_iterations']:,} and the NF's {tables.number(r.nf)}" for r in vs.itertuples())
-    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run, seed "
-            f"{seed}), the CNF with M = {size} units reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF with "
-            f"K = {size} layers at {cfg['nf_iterations']:,} iterations as means over their seeds, {seeds} for the CNF). ")
-    behind, caught = vs[~vs.matches], vs[vs.matches & vs.share.notna()]   # caught: behind at the budget, not after
-    better = vs[vs.long < vs.short]
-    if not len(behind) and not len(caught):
-        return text + "It was not behind the NF on them at its budget, and the longer training keeps it within reach."
-    if not len(better):
-        return text + ("More iterations do not lower the CNF's KL on any of them, so its budget is not why it is "
-                       "behind.")
-    if not len(behind):
-        return text + (f"So the longer training closes the gap on every one of them (to within the NF's seeds' sd "
-                       f"or better): the CNF was behind for lack of iterations, and it catches up with "
-                       f"{cfg['long_iterations']:,} against the NF's {cfg['nf_iterations']:,}.")
-    shares = vs.share.dropna()
-    text += (f"More iterations lower the CNF's KL on {say(better)}" + (
-        f", closing {tables.number(100 * float(shares.mean()), 2)}% of the gap to the NF on average" if len(shares) else "")
-        + (f", and bring it from behind the NF to within its seeds' sd or better on {say(caught)}" if len(caught) else "")
-        + f"; on {say(behind)} it stays behind by more than that sd. ")
+    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run each, seed "
+            f"{int(vs.seed.iloc[0])}), the CNF reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
+            f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.short_seeds.max())} for the CNF). ")
+    was = vs[vs.behind]
+    caught, stays, falls = was[was.matches], was[~was.matches], vs[~vs.behind & ~vs.matches]
+    parts = []
+    if len(caught):
+        parts.append(f"on {say(caught)} the longer training brings it from behind the NF to within the seeds' combined "
+                     "sd or better")
+    for r in stays.itertuples():
+        closed = (f"closing {tables.number(100 * r.share, 2)}% of the gap" if r.share > 0 else
+                  "no closer than at its budget")
+        parts.append(f"on {r.target} it stays behind by more than the seeds' combined sd, {closed}")
+    if len(falls):
+        parts.append(f"on {say(falls)}, within the seeds' sd at its budget, it falls behind")
+    if parts:
+        text += "; ".join(parts)[0].upper() + "; ".join(parts)[1:] + ". "
+    if not len(was):
+        return text + "It was not behind the NF on these targets at its budget, so they cannot tell why it is elsewhere."
+    if not len(stays):
+        return text + (f"So the CNF was behind for lack of iterations: with {cfg['long_iterations']:,} it catches up "
+                       f"with the NF's {cfg['nf_iterations']:,}.")
+    if not (was.share > 0).any():
+        return text + "More iterations do not bring it closer, so its budget is not why it is behind."
     return text + (f"So the CNF's budget explains part of the gap, not all of it: at these settings the NF's "
                    f"{cfg['nf_iterations']:,} iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.")
 
@@ -436,10 +446,13 @@ def figure_nf_budget(density: dict):
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-2)   # from nats at the start to hundredths; a noisy batch can dip below 0
         ax.set_ylim(bottom=min([0.0] + [min(r["loss"]) for r in mine]))   # no empty band below 0 unless a batch went there
-        ax.set_xlim(cfg["chunk"], cfg["nf_iterations"])
+        ax.set_xlim(cfg["chunk"], max([cfg["nf_iterations"]] + [r["iterations"] for r in longs]))
         ax.set_title(target)
         ax.set_xlabel("iteration")
     axes.flat[0].set_ylabel("KL(q‖p), nats")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
+    legend: dict[str, object] = {}        # every panel's lines, once each (a longer CNF may be on one target only)
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=2, fontsize=8)
     return fig

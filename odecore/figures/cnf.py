@@ -258,7 +258,7 @@ def figure4d(record: dict):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h); labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 2), fontsize=8)   # fits the column
     return fig
 
 

@@ -375,10 +375,14 @@ def long_cnf_sentence(density: dict) -> str:
     if len(caught):
         parts.append(f"on {say(caught)} the longer training brings it from behind the NF to within the seeds' combined "
                      "sd or better")
-    for r in stays.itertuples():
-        closed = (f"closing {tables.number(100 * r.share, 2)}% of the gap" if r.share > 0 else
-                  "no closer than at its budget")
-        parts.append(f"on {r.target} it stays behind by more than the seeds' combined sd, {closed}")
+    closer = was.long < was.short - was.short_sd.fillna(0.0)      # lower than at the budget beyond the seeds' sd
+    stays_closer, stays_flat = stays[closer[stays.index]], stays[~closer[stays.index]]
+    if len(stays_closer):
+        shares = ", ".join(f"{tables.number(100 * r.share, 2)}% of the gap on {r.target}" for r in stays_closer.itertuples())
+        parts.append(f"on {say(stays_closer)} it comes closer but stays behind by more than the seeds' combined sd "
+                     f"(closing {shares})")
+    if len(stays_flat):
+        parts.append(f"on {say(stays_flat)} it stays behind, its KL no lower than at its budget beyond the seeds' sd")
     if len(falls):
         parts.append(f"on {say(falls)}, within the seeds' sd at its budget, it falls behind")
     if parts:
@@ -388,10 +392,11 @@ def long_cnf_sentence(density: dict) -> str:
     if not len(stays):
         return text + (f"So the CNF was behind for lack of iterations: with {cfg['long_iterations']:,} it catches up "
                        f"with the NF's {cfg['nf_iterations']:,}.")
-    if not (was.share > 0).any():
+    if not closer.any():
         return text + "More iterations do not bring it closer, so its budget is not why it is behind."
-    return text + (f"So the CNF's budget explains part of the gap, not all of it: at these settings the NF's "
-                   f"{cfg['nf_iterations']:,} iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.")
+    flat = f" on {say(stays_flat)} more iterations do not help, and" if len(stays_flat) else ""
+    return text + (f"So the CNF's budget explains part of the gap, not all of it:{flat} the NF's {cfg['nf_iterations']:,} "
+                   f"iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.")
 
 
 def stacked_sentence(density: dict) -> str:

@@ -158,6 +158,25 @@ def test_results_label_names_profile(dirs):
     assert "profile smoke" in results.label(rec)
 
 
+def test_poisson_trains_one_model_per_seed_and_gives_their_mean_and_sd(dirs, monkeypatch):
+    import dataclasses
+
+    cfg = dataclasses.replace(exp.POISSON_PROFILES["smoke"], seeds=(0, 1))
+    monkeypatch.setitem(exp.POISSON_PROFILES, "smoke", cfg)
+    m = exp.run_poisson("smoke", progress=False)["metrics"]
+    assert [r["seed"] for r in m["runs"]] == [0, 1] and all(exp.poisson_weights("smoke", s).exists() for s in (0, 1))
+    lls = [r["test_loglik"] for r in m["runs"]]
+    assert lls[0] != lls[1]                                           # two trainings, not one loaded twice
+    assert m["test_loglik"] == pytest.approx(np.mean(lls)) and m["test_loglik_sd"] == pytest.approx(np.std(lls, ddof=1))
+    assert m["true_loglik"] == m["runs"][1]["true_loglik"]            # the data's own numbers, the same for every seed
+    assert "mean of 2 seeds" in exp.scoreboard(results.load("latent_ode_poisson", "smoke"))[0]["quantity"]
+    # adding a seed keeps the finished ones: only the new seed trains
+    monkeypatch.setitem(exp.POISSON_PROFILES, "smoke", dataclasses.replace(cfg, seeds=(0, 1, 2)))
+    rec = exp.run_poisson("smoke", progress=False)
+    assert rec["subruns"]["count"] == 3 and rec["subruns"]["trained_now"] == 1
+    assert [r["test_loglik"] for r in rec["metrics"]["runs"][:2]] == lls
+
+
 def test_subrun_key_ignores_the_seed_list(dirs):
     """Adding seeds to a profile keeps the finished sub-runs; changing training settings does not."""
     import dataclasses

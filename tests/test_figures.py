@@ -357,8 +357,8 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
                            "on U1 KL 0.00450 against 0.0200 at 10,000 and the NF's 0.00400; on U2")
     assert "On U1 the longer training brings it from behind the NF to within the seeds' combined sd or better; on U2 " \
            "it comes closer but stays behind by more than the seeds' combined sd (closing 50% of the gap on U2)." in text
-    assert text.endswith("So the CNF's budget explains part of the gap, not all of it: the NF's 500,000 iterations buy a "
-                         "lower KL than the CNF reaches in 30,000.")
+    assert "So the CNF's budget explains part of the gap, not all of it: the NF's 500,000 iterations buy a lower KL " \
+           "than the CNF reaches in 30,000. What holds the CNF back on U2 is not yet tested" in text
     table = cnf_figures.long_cnf_table(density)
     within = "within the seeds' sd or ahead"
     assert list(table["CNF against NF"]) == [within, "behind", within]
@@ -375,9 +375,8 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
     assert "On U1, U2 it stays behind, its KL no lower than at its budget beyond the seeds' sd" in worse
     flat_u2 = {**density, "metrics": {"runs": [{**r, "kl": 0.0295} if (r["iterations"], r["task"]) == (30000, "U2") else r
                                                for r in runs]}}
-    assert cnf_figures.long_cnf_sentence(flat_u2).endswith(
-        "So the CNF's budget explains part of the gap, not all of it: on U2 more iterations do not help, and the NF's "
-        "500,000 iterations buy a lower KL than the CNF reaches in 30,000.")
+    assert "So the CNF's budget explains part of the gap, not all of it: on U2 more iterations do not help, and the " \
+           "NF's 500,000 iterations buy a lower KL than the CNF reaches in 30,000." in cnf_figures.long_cnf_sentence(flat_u2)
     level = {**density, "metrics": {"runs": [r for r in runs if r["task"] == "U3"]},
              "config": {**cfg, "targets": ["U3"], "long_cnf": [["U3", 32]]}}
     assert cnf_figures.long_cnf_sentence(level).endswith("It was not behind the NF on these targets at its budget, so "

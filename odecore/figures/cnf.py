@@ -395,8 +395,10 @@ def long_cnf_sentence(density: dict) -> str:
     if not closer.any():
         return text + "More iterations do not bring it closer, so its budget is not why it is behind."
     flat = f" on {say(stays_flat)} more iterations do not help, and" if len(stays_flat) else ""
+    rest = (f" What holds the CNF back on {say(stays)} is not yet tested: the settings the paper leaves open (the "
+            "hypernetwork's width, the learning rate, the integration time) are ours, and a run varying them would tell.")
     return text + (f"So the CNF's budget explains part of the gap, not all of it:{flat} the NF's {cfg['nf_iterations']:,} "
-                   f"iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.")
+                   f"iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.{rest}")
 
 
 def stacked_sentence(density: dict) -> str:

@@ -288,14 +288,19 @@ def figure5(record: dict, arrays: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------- the NF's two budgets
+def run_kls(density: dict):
+    """kls(target, kind, size, iterations): the final KL of every seed's run of that flow, for mean ± sd in a table."""
+    runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
+    return lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)
+                                         & (runs.iterations == n)]["kl"]
+
+
 def nf_budgets_table(density: dict) -> pd.DataFrame:
     """Per target and NF budget (the profile's, then the shorter one): the largest NF's final KL and the largest CNF's
     (mean ± sd over seeds), and the CNF's standing against that NF by `cnf_against_nf`'s rule."""
     cfg = density["config"]
     big_nf, big_cnf = max(cfg["nf_layers"]), max(cfg["cnf_units"])
-    runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
-    kls = lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)  # noqa: E731
-                                        & (runs.iterations == n)]["kl"]
+    kls = run_kls(density)
     budgets = [cfg["nf_iterations"]] + ([cfg["short_nf_iterations"]] if cfg["short_nf_iterations"] else [])
     against = {n: cnf_against_nf(density, n).set_index("target") for n in budgets}
     rows = []
@@ -344,9 +349,7 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
     """`long_cnf_against_nf` as the chapter prints it, one row per target: the KLs (mean ± sd over seeds where there
     are several), the share of the gap closed, and where the longer CNF stands."""
     cfg = density["config"]
-    runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
-    kls = lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)  # noqa: E731
-                                        & (runs.iterations == n)]["kl"]
+    kls = run_kls(density)
     return pd.DataFrame([{"target": r.target,
                           f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
                           f"CNF {cfg['long_iterations']:,} it.": tables.number(r.long),

@@ -177,4 +177,6 @@ def test_run_density_stacks_its_nfs_in_fresh_folders_under_rerun_and_counts_each
     record = cnf.run_density("smoke")
     nfs = [r for r in record["metrics"]["runs"] if r["kind"] == "nf"]
     assert nfs and all(r["stacked"] == len(cfg.seeds) for r in nfs)
-    assert record["subruns"]["count"] == record["subruns"]["trained_now"] == len(cnf.density_specs(cfg))
+    n = len(cnf.density_specs(cfg)) + len(cnf.variant_specs(cfg))
+    assert record["subruns"]["count"] == record["subruns"]["trained_now"] == n
+    assert [r["variant"] for r in record["metrics"]["cnf_variants"]] == [v for _, v in cfg.cnf_variants]

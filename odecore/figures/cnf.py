@@ -142,7 +142,7 @@ def solver_change(old: dict, new: dict) -> str:
 
 
 def failures(record: dict) -> list[dict]:
-    return [r for r in record["metrics"]["runs"] if "failed" in r]
+    return [r for r in record["metrics"]["runs"] + record["metrics"].get("cnf_variants", []) if "failed" in r]
 
 
 def _image(ax, values: np.ndarray, lim: float, grid: bool = False) -> None:
@@ -314,35 +314,62 @@ def nf_budgets_table(density: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The settings of the CNF the paper leaves open that no run here changes.
+UNTESTED = "the integration time, the form of the hypernetwork, the solver's tolerance"
+
+
+def _against_nf(tab: pd.DataFrame, cfg: dict, target: str, size: int, after: float,
+                before: float | None = None) -> dict | None:
+    """One changed run of Figure 4's CNF with M = `size` (trained for longer, or with a setting changed) against the
+    CNF at the profile's budget (mean and sd over its seeds) and the NF with K = M layers at the profile's NF budget, by
+    `spread`'s rule, the CNF seeds' sd standing in for the one changed run's. `before` is the KL the change is measured
+    from (the CNF's mean unless given). `behind`: the CNF's mean behind the NF; `lower`, `higher`: `after` beyond the
+    seeds' sd from `before`; `share`: the part of `before`'s gap to the NF the change closes (where behind);
+    `matches`: `after` within the combined sd of the NF, or ahead. None while a run is missing."""
+    cnf_key, nf_key = (target, "cnf", size, cfg["cnf_iterations"]), (target, "nf", size, cfg["nf_iterations"])
+    if cnf_key not in tab.index or nf_key not in tab.index:
+        return None
+    mean, sd = (float(v) for v in tab.loc[cnf_key, ["kl_mean", "kl_std"]])
+    nf, nf_sd = (float(v) for v in tab.loc[nf_key, ["kl_mean", "kl_std"]])
+    before, gap, noise = mean if before is None else before, spread(sd, nf_sd), float(np.nan_to_num(sd))
+    behind = mean > nf + gap
+    return {"target": target, "size": size, "mean": mean, "sd": sd, "seeds": int(tab.loc[cnf_key, "seeds"]),
+            "before": before, "after": after, "nf": nf, "nf_sd": nf_sd, "nf_seeds": int(tab.loc[nf_key, "seeds"]),
+            "spread": gap, "behind": behind, "lower": after < before - noise, "higher": after > before + noise,
+            "share": (before - after) / (before - nf) if behind and before > nf else np.nan, "matches": after <= nf + gap}
+
+
+AGAINST_NF = ["target", "size", "seed", "mean", "sd", "seeds", "before", "after", "nf", "nf_sd", "nf_seeds", "spread",
+              "behind", "lower", "higher", "share", "matches"]
+
+
+def _kl_against(r, before: str) -> str:
+    """'on U2 KL 0.0210 against 0.0300 <before> and the NF's 0.0120' for a row of `_against_nf`."""
+    return (f"on {r.target} KL {tables.number(r.after)} against {tables.number(r.before)} {before} and the NF's "
+            f"{tables.number(r.nf)}")
+
+
+def _and(names) -> str:
+    """'U1', 'U1 and U2', 'U1, U2 and U3'."""
+    names = list(dict.fromkeys(names))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def long_cnf_against_nf(density: dict) -> pd.DataFrame:
     """Figure 4's test of the CNF's budget: each CNF of `long_cnf` trained for long_iterations (more than the
-    profile's CNF budget; one run, the first seed) against the CNF at that budget (mean and sd over its seeds) and the
-    NF with K = M layers at the profile's NF budget. Both before and after, `spread`'s rule with the CNF seeds' sd at
-    the budget (the one longer run stands in for them): `behind` before, `matches` after, and for a target that was
-    behind, the share of that gap the longer training closes. Empty when the profile trains no longer CNF or its runs
-    have not finished."""
+    profile's CNF budget; one run, the first seed), as `_against_nf` (measured from the CNF's mean at the budget: the
+    longer run is a training of its own). Empty when the profile trains no longer CNF or its runs have not finished."""
     cfg = density["config"]
-    columns = ["target", "size", "seed", "short", "short_sd", "short_seeds", "long", "nf", "nf_sd", "nf_seeds", "spread",
-               "behind", "share", "matches"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
-        return pd.DataFrame([], columns=columns)
+        return pd.DataFrame([], columns=AGAINST_NF)
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
     rows = []
     for target, size in cfg["long_cnf"]:
-        long_key, short_key = (target, "cnf", size, cfg["long_iterations"]), (target, "cnf", size, cfg["cnf_iterations"])
-        nf_key = (target, "nf", size, cfg["nf_iterations"])
-        if not all(k in tab.index for k in (long_key, short_key, nf_key)):
-            continue
-        short, short_sd = tab.loc[short_key, ["kl_mean", "kl_std"]]
-        nf, nf_sd = tab.loc[nf_key, ["kl_mean", "kl_std"]]
-        long, gap = float(tab.loc[long_key, "kl_mean"]), spread(short_sd, nf_sd)
-        behind = bool(short > nf + gap)
-        rows.append({"target": target, "size": size, "seed": cfg["seeds"][0], "short": float(short),
-                     "short_sd": float(short_sd), "short_seeds": int(tab.loc[short_key, "seeds"]), "long": long,
-                     "nf": float(nf), "nf_sd": float(nf_sd), "nf_seeds": int(tab.loc[nf_key, "seeds"]), "spread": gap,
-                     "behind": behind, "share": float((short - long) / (short - nf)) if behind else np.nan,
-                     "matches": bool(long <= nf + gap)})
-    return pd.DataFrame(rows, columns=columns)
+        long_key = (target, "cnf", size, cfg["long_iterations"])
+        row = _against_nf(tab, cfg, target, size, float(tab.loc[long_key, "kl_mean"])) if long_key in tab.index else None
+        if row:
+            rows.append({**row, "seed": cfg["seeds"][0]})
+    return pd.DataFrame(rows, columns=AGAINST_NF)
 
 
 def long_cnf_table(density: dict) -> pd.DataFrame:
@@ -352,7 +379,7 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
     kls = run_kls(density)
     return pd.DataFrame([{"target": r.target,
                           f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
-                          f"CNF {cfg['long_iterations']:,} it.": tables.number(r.long),
+                          f"CNF {cfg['long_iterations']:,} it.": tables.number(r.after),
                           f"NF {cfg['nf_iterations']:,} it.": tables.mean_sd(kls(r.target, "nf", r.size, cfg["nf_iterations"])),
                           "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
                           "CNF against NF": ("behind" if not r.matches else "within the seeds' sd or ahead")}
@@ -367,19 +394,17 @@ def long_cnf_sentence(density: dict) -> str:
         return ""
     cfg = density["config"]
     say = lambda rows: ", ".join(rows.target)   # noqa: E731
-    per = "; ".join(f"on {r.target} KL {tables.number(r.long)} against {tables.number(r.short)} at "
-                    f"{cfg['cnf_iterations']:,} and the NF's {tables.number(r.nf)}" for r in vs.itertuples())
+    per = "; ".join(_kl_against(r, f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
     text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run each, seed "
             f"{int(vs.seed.iloc[0])}), the CNF reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
-            f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.short_seeds.max())} for the CNF). ")
+            f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
     was = vs[vs.behind]
     caught, stays, falls = was[was.matches], was[~was.matches], vs[~vs.behind & ~vs.matches]
     parts = []
     if len(caught):
         parts.append(f"on {say(caught)} the longer training brings it from behind the NF to within the seeds' combined "
                      "sd or better")
-    closer = was.long < was.short - was.short_sd.fillna(0.0)      # lower than at the budget beyond the seeds' sd
-    stays_closer, stays_flat = stays[closer[stays.index]], stays[~closer[stays.index]]
+    stays_closer, stays_flat = stays[stays.lower], stays[~stays.lower]
     if len(stays_closer):
         shares = ", ".join(f"{tables.number(100 * r.share, 2)}% of the gap on {r.target}" for r in stays_closer.itertuples())
         parts.append(f"on {say(stays_closer)} it comes closer but stays behind by more than the seeds' combined sd "
@@ -395,13 +420,108 @@ def long_cnf_sentence(density: dict) -> str:
     if not len(stays):
         return text + (f"So the CNF was behind for lack of iterations: with {cfg['long_iterations']:,} it catches up "
                        f"with the NF's {cfg['nf_iterations']:,}.")
-    if not closer.any():
+    if not was.lower.any():
         return text + "More iterations do not bring it closer, so its budget is not why it is behind."
     flat = f" on {say(stays_flat)} more iterations do not help, and" if len(stays_flat) else ""
     rest = (f" What holds the CNF back on {say(stays)} is not yet tested: the settings the paper leaves open (the "
-            "hypernetwork's width, the learning rate, the integration time) are ours, and a run varying them would tell.")
+            f"hypernetwork's width, the learning rate, {UNTESTED}) are ours, and a run varying them would tell."
+            if not density["metrics"].get("cnf_variants") else
+            " The next section changes the settings the paper leaves open, one at a time, to find what holds it back.")
     return text + (f"So the CNF's budget explains part of the gap, not all of it:{flat} the NF's {cfg['nf_iterations']:,} "
                    f"iterations buy a lower KL than the CNF reaches in {cfg['long_iterations']:,}.{rest}")
+
+
+# ----------------------------------------------------------------------------------- the CNF's settings
+def variant_words(run: dict, cfg: dict) -> str:
+    """What a variant run of Figure 4's CNF changed against the profile's settings, in words."""
+    parts = []
+    if run["hidden"] != cfg["hidden"]:
+        parts.append(f"a hypernetwork of {run['hidden']} hidden units instead of {cfg['hidden']}")
+    if run.get("lr_schedule") == "cosine":
+        parts.append(f"the learning rate annealed from {run['lr']:g} to 0 (cosine) instead of held")
+    return " and ".join(parts) or run["variant"]
+
+
+def cnf_variants_against_nf(density: dict) -> pd.DataFrame:
+    """Figure 4's variant runs (`cnf_variants`: the largest CNF at the profile's CNF budget with one setting changed,
+    one run with the first seed), as `_against_nf`, measured from the run as trained with the same seed (the same
+    batches, and the same initial weights where the change leaves their shapes). Empty without finished variant runs."""
+    cfg = density["config"]
+    tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
+    trained = {(r["task"], r["size"], r["seed"]): r["kl"] for r in density["metrics"]["runs"]
+               if r["kind"] == "cnf" and r["iterations"] == cfg["cnf_iterations"] and "kl" in r}
+    rows = []
+    for r in density["metrics"].get("cnf_variants", []):
+        before = trained.get((r["task"], r["size"], r["seed"]))
+        row = _against_nf(tab, cfg, r["task"], r["size"], r["kl"], before) if "kl" in r and before is not None else None
+        if row:
+            rows.append({**row, "seed": r["seed"], "variant": r["variant"], "words": variant_words(r, cfg)})
+    return pd.DataFrame(rows, columns=AGAINST_NF + ["variant", "words"])
+
+
+def cnf_variants_table(density: dict) -> pd.DataFrame:
+    """`cnf_variants_against_nf` as the chapter prints it: one row per target, the CNF as trained (mean ± sd over its
+    seeds, and the seed the variants share) and the NF (mean ± sd) around one column per variant (its KL, one run)."""
+    cfg, vs = density["config"], cnf_variants_against_nf(density)
+    kls = run_kls(density)
+    rows = []
+    for target, group in vs.groupby("target", sort=False):
+        size, seed = int(group["size"].iloc[0]), int(group.seed.iloc[0])
+        row = {"target": target, "CNF as trained": tables.mean_sd(kls(target, "cnf", size, cfg["cnf_iterations"])),
+               f"seed {seed} as trained": tables.number(group.before.iloc[0])}
+        row.update({r.variant: tables.number(r.after) for r in group.itertuples()})
+        row[f"NF {cfg['nf_iterations']:,} it."] = tables.mean_sd(kls(target, "nf", size, cfg["nf_iterations"]))
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("-")
+
+
+def cnf_variants_sentence(density: dict) -> str:
+    """What the variant runs show about what holds the CNF back, in words (empty without them): per variant, where it
+    brings the CNF level with the NF, lowers or raises its KL beyond the seeds' sd (and how much of the gap to the NF
+    that closes), and then whether the settings tested explain the gap."""
+    vs = cnf_variants_against_nf(density)
+    if vs.empty:
+        return ""
+    cfg, seed = density["config"], int(vs.seed.iloc[0])
+    text = (f"Each variant is one run, measured from seed {seed} as trained and set against the NF at {cfg['nf_iterations']:,} "
+            f"iterations (the mean over its {int(vs.nf_seeds.max())} seeds); a difference counts beyond the CNF seeds' "
+            "sd. ")
+    helped = []
+    for variant, g in vs.groupby("variant", sort=False):
+        reached = g.behind & g.matches
+        closer, ahead = g[g.lower & ~reached & g.behind], g[g.lower & ~reached & ~g.behind]
+        parts = [f"brings the CNF within the seeds' sd of the NF or ahead of it on {_and(g[reached].target)}"
+                 ] if reached.any() else []
+        if len(closer):
+            shares = ", ".join(f"{tables.number(100 * r.share, 2)}% of the gap on {r.target}"
+                               for r in closer.itertuples() if not np.isnan(r.share))
+            parts.append(f"lowers the KL on {_and(closer.target)}" + (f" (closing {shares})" if shares else "")
+                         + " without reaching the NF")
+        if len(ahead):
+            parts.append(f"lowers the KL on {_and(ahead.target)}, where the CNF already matched the NF")
+        if g.higher.any():
+            parts.append(f"raises the KL on {_and(g[g.higher].target)}")
+        if (~g.lower & ~g.higher & ~reached).any():
+            parts.append(f"leaves it within the seeds' sd on {_and(g[~g.lower & ~g.higher & ~reached].target)}")
+        if reached.any() or len(closer):
+            helped.append(variant)
+        per = "; ".join(_kl_against(r, "as trained") for r in g.itertuples())
+        text += f"With {g.words.iloc[0]} ({variant}), {per}: it {_and(parts)}. "
+    behind = vs[vs.behind]
+    if behind.empty:
+        return text + "The CNF as trained was not behind the NF on these targets, so they cannot tell what holds it back."
+    fixed = behind[behind.matches]
+    still = [t for t in dict.fromkeys(behind.target) if t not in set(fixed.target)]
+    if not helped:
+        n = vs.variant.nunique()
+        none = "the setting tested" if n == 1 else "neither setting" if n == 2 else "none of the settings tested"
+        return text + (f"So {none} is what holds the CNF back on {_and(behind.target)}; what does is not among the "
+                       f"settings tested here (untested: {UNTESTED}).")
+    if not still:
+        return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "
+                       f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap.")
+    return text + (f"So {_and(helped)} explain{'s' if len(helped) == 1 else ''} part of the gap; on {_and(still)} the CNF "
+                   f"stays behind the NF for a reason not among the settings tested here (untested: {UNTESTED}).")
 
 
 def stacked_sentence(density: dict) -> str:

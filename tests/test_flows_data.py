@@ -179,4 +179,4 @@ def test_run_density_stacks_its_nfs_in_fresh_folders_under_rerun_and_counts_each
     assert nfs and all(r["stacked"] == len(cfg.seeds) for r in nfs)
     n = len(cnf.density_specs(cfg)) + len(cnf.variant_specs(cfg))
     assert record["subruns"]["count"] == record["subruns"]["trained_now"] == n
-    assert [r["variant"] for r in record["metrics"]["cnf_variants"]] == [v for _, v in cfg.cnf_variants]
+    assert [r["variant"] for r in record["metrics"]["cnf_variants"]] == [v for _, v, seeds in cfg.cnf_variants for _ in seeds]

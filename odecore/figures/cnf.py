@@ -289,10 +289,11 @@ def figure5(record: dict, arrays: dict) -> dict:
 
 # ----------------------------------------------------------------------------------- the NF's two budgets
 def run_kls(density: dict):
-    """kls(target, kind, size, iterations): the final KL of every seed's run of that flow, for mean ± sd in a table."""
+    """kls(target, kind, size, iterations): the final KL of every seed's run of that flow (indexed by seed), for
+    mean ± sd in a table."""
     runs = pd.DataFrame([r for r in density["metrics"]["runs"] if "kl" in r])
     return lambda t, kind, size, n: runs[(runs.task == t) & (runs.kind == kind) & (runs["size"] == size)
-                                         & (runs.iterations == n)]["kl"]
+                                         & (runs.iterations == n)].set_index("seed")["kl"]
 
 
 def nf_budgets_table(density: dict) -> pd.DataFrame:
@@ -319,34 +320,36 @@ UNTESTED = "the integration time, the form of the hypernetwork, the solver's tol
 
 
 def _against_nf(tab: pd.DataFrame, cfg: dict, target: str, size: int, after: float,
-                before: float | None = None) -> dict | None:
-    """One changed run of Figure 4's CNF with M = `size` (trained for longer, or with a setting changed) against the
-    CNF at the profile's budget (mean and sd over its seeds) and the NF with K = M layers at the profile's NF budget, by
-    `spread`'s rule, the CNF seeds' sd standing in for the one changed run's. `before` is the KL the change is measured
-    from (the CNF's mean unless given). `behind`: the CNF's mean behind the NF; `lower`, `higher`: `after` beyond the
-    seeds' sd from `before`; `share`: the part of `before`'s gap to the NF the change closes (where behind);
-    `matches`: `after` within the combined sd of the NF, or ahead. None while a run is missing."""
+                before: float | None = None, after_sd: float = np.nan) -> dict | None:
+    """A change to Figure 4's CNF with M = `size` (trained for longer, or with a setting changed; `after` its KL, the
+    mean over its seeds) against the CNF at the profile's budget (mean and sd over its seeds) and the NF with K = M
+    layers at the profile's NF budget, by `spread`'s rule, the change's own sd where it has several seeds
+    (`after_sd`), else the CNF seeds' standing in. `before` is the KL the change is measured from (the CNF's mean unless
+    given). `behind`: the CNF's mean behind the NF; `lower`, `higher`: `after` from `before` beyond the CNF seeds' sd
+    (combined with the change's own); `share`: the part of `before`'s gap to the NF the change closes (where behind);
+    `matches`: `after` within the combined sd of the change and the NF, or ahead. None while a run is missing."""
     cnf_key, nf_key = (target, "cnf", size, cfg["cnf_iterations"]), (target, "nf", size, cfg["nf_iterations"])
     if cnf_key not in tab.index or nf_key not in tab.index:
         return None
     mean, sd = (float(v) for v in tab.loc[cnf_key, ["kl_mean", "kl_std"]])
     nf, nf_sd = (float(v) for v in tab.loc[nf_key, ["kl_mean", "kl_std"]])
-    before, gap, noise = mean if before is None else before, spread(sd, nf_sd), float(np.nan_to_num(sd))
+    own = sd if np.isnan(after_sd) else after_sd       # the change's sd, the CNF seeds' standing in for one run
+    before, gap, noise = mean if before is None else before, spread(sd, nf_sd), spread(sd, 0.0 if np.isnan(after_sd) else after_sd)
     behind = mean > nf + gap
     return {"target": target, "size": size, "mean": mean, "sd": sd, "seeds": int(tab.loc[cnf_key, "seeds"]),
-            "before": before, "after": after, "nf": nf, "nf_sd": nf_sd, "nf_seeds": int(tab.loc[nf_key, "seeds"]),
-            "spread": gap, "behind": behind, "lower": after < before - noise, "higher": after > before + noise,
-            "share": (before - after) / (before - nf) if behind and before > nf else np.nan, "matches": after <= nf + gap}
+            "before": before, "after": after, "after_sd": after_sd, "nf": nf, "nf_sd": nf_sd,
+            "nf_seeds": int(tab.loc[nf_key, "seeds"]), "spread": gap, "behind": behind, "lower": after < before - noise,
+            "higher": after > before + noise, "share": (before - after) / (before - nf) if behind and before > nf else np.nan,
+            "matches": after <= nf + spread(own, nf_sd)}
 
 
-AGAINST_NF = ["target", "size", "seed", "mean", "sd", "seeds", "before", "after", "nf", "nf_sd", "nf_seeds", "spread",
-              "behind", "lower", "higher", "share", "matches"]
+AGAINST_NF = ["target", "size", "seed", "mean", "sd", "seeds", "before", "after", "after_sd", "nf", "nf_sd",
+              "nf_seeds", "spread", "behind", "lower", "higher", "share", "matches"]
 
 
-def _kl_against(r, before: str) -> str:
-    """'on U2 KL 0.0210 against 0.0300 <before> and the NF's 0.0120' for a row of `_against_nf`."""
-    return (f"on {r.target} KL {tables.number(r.after)} against {tables.number(r.before)} {before} and the NF's "
-            f"{tables.number(r.nf)}")
+def _kl_against(r, after: str, before: str) -> str:
+    """'on U2 KL <after> against 0.0300 <before> and the NF's 0.0120' for a row of `_against_nf`."""
+    return f"on {r.target} KL {after} against {tables.number(r.before)} {before} and the NF's {tables.number(r.nf)}"
 
 
 def _and(names) -> str:
@@ -394,7 +397,7 @@ def long_cnf_sentence(density: dict) -> str:
         return ""
     cfg = density["config"]
     say = lambda rows: ", ".join(rows.target)   # noqa: E731
-    per = "; ".join(_kl_against(r, f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
+    per = "; ".join(_kl_against(r, tables.number(r.after), f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
     text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run each, seed "
             f"{int(vs.seed.iloc[0])}), the CNF reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
             f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
@@ -443,36 +446,54 @@ def variant_words(run: dict, cfg: dict) -> str:
 
 
 def cnf_variants_against_nf(density: dict) -> pd.DataFrame:
-    """Figure 4's variant runs (`cnf_variants`: the largest CNF at the profile's CNF budget with one setting changed,
-    one run with the first seed), as `_against_nf`, measured from the run as trained with the same seed (the same
-    batches, and the same initial weights where the change leaves their shapes). Empty without finished variant runs."""
+    """Figure 4's variant runs (`cnf_variants`: the largest CNF at the profile's CNF budget with one setting changed),
+    one row per variant and target, as `_against_nf` over the variant's seeds: measured from the mean of the same
+    seeds' runs as trained (a variant shares its seed's batches, and its initial weights where the change leaves their
+    shapes). `seed`: the first of them, `n`: how many. Empty without finished variant runs."""
     cfg = density["config"]
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
     trained = {(r["task"], r["size"], r["seed"]): r["kl"] for r in density["metrics"]["runs"]
                if r["kind"] == "cnf" and r["iterations"] == cfg["cnf_iterations"] and "kl" in r}
-    rows = []
+    groups: dict[tuple, list[dict]] = {}
     for r in density["metrics"].get("cnf_variants", []):
-        before = trained.get((r["task"], r["size"], r["seed"]))
-        row = _against_nf(tab, cfg, r["task"], r["size"], r["kl"], before) if "kl" in r and before is not None else None
+        if "kl" in r and (r["task"], r["size"], r["seed"]) in trained:
+            groups.setdefault((r["variant"], r["task"], r["size"]), []).append(r)
+    rows = []
+    for (variant, target, size), runs in groups.items():
+        kls = [r["kl"] for r in runs]
+        before = float(np.mean([trained[(target, size, r["seed"])] for r in runs]))
+        row = _against_nf(tab, cfg, target, size, float(np.mean(kls)), before,
+                          float(np.std(kls, ddof=1)) if len(kls) > 1 else np.nan)
         if row:
-            rows.append({**row, "seed": r["seed"], "variant": r["variant"], "words": variant_words(r, cfg)})
-    return pd.DataFrame(rows, columns=AGAINST_NF + ["variant", "words"])
+            rows.append({**row, "seed": runs[0]["seed"], "n": len(runs), "kls": kls, "variant": variant,
+                         "words": variant_words(runs[0], cfg)})
+    return pd.DataFrame(rows, columns=AGAINST_NF + ["n", "kls", "variant", "words"])
+
+
+def seeds_words(n: int, first: int) -> str:
+    """'seed 0' for one run, '3 seeds' for several."""
+    return f"seed {first}" if n == 1 else f"{n} seeds"
 
 
 def cnf_variants_table(density: dict) -> pd.DataFrame:
-    """`cnf_variants_against_nf` as the chapter prints it: one row per target, the CNF as trained (mean ± sd over its
-    seeds, and the seed the variants share) and the NF (mean ± sd) around one column per variant (its KL, one run)."""
+    """`cnf_variants_against_nf` as the chapter prints it: one column per target; rows the CNF as trained and the NF
+    (mean ± sd over their seeds), the seed a one-seed variant shares as trained, and each variant (its KL,
+    mean ± sd over its seeds where it has several)."""
     cfg, vs = density["config"], cnf_variants_against_nf(density)
     kls = run_kls(density)
+    alone = [f"seed {s} as trained" for s in sorted({int(r.seed) for r in vs.itertuples() if r.n == 1})]
+    nf_column = f"NF {cfg['nf_iterations']:,} it."
     rows = []
     for target, group in vs.groupby("target", sort=False):
-        size, seed = int(group["size"].iloc[0]), int(group.seed.iloc[0])
-        row = {"target": target, "CNF as trained": tables.mean_sd(kls(target, "cnf", size, cfg["cnf_iterations"])),
-               f"seed {seed} as trained": tables.number(group.before.iloc[0])}
-        row.update({r.variant: tables.number(r.after) for r in group.itertuples()})
-        row[f"NF {cfg['nf_iterations']:,} it."] = tables.mean_sd(kls(target, "nf", size, cfg["nf_iterations"]))
+        size = int(group["size"].iloc[0])
+        row = {"target": target, "CNF as trained": tables.mean_sd(kls(target, "cnf", size, cfg["cnf_iterations"]))}
+        row.update({f"seed {r.seed} as trained": tables.number(r.before) for r in group.itertuples() if r.n == 1})
+        row.update({r.variant: tables.mean_sd(r.kls) if r.n > 1 else tables.number(r.after) for r in group.itertuples()})
+        row[nf_column] = tables.mean_sd(kls(target, "nf", size, cfg["nf_iterations"]))
         rows.append(row)
-    return pd.DataFrame(rows).fillna("-")
+    columns = ["target", "CNF as trained", *alone, *dict.fromkeys(vs.variant), nf_column]
+    wide = pd.DataFrame(rows).reindex(columns=columns).fillna("-").set_index("target")
+    return wide.T.rename_axis(index="KL of", columns=None).reset_index()     # one column per target fits the page
 
 
 def cnf_variants_sentence(density: dict) -> str:
@@ -482,10 +503,11 @@ def cnf_variants_sentence(density: dict) -> str:
     vs = cnf_variants_against_nf(density)
     if vs.empty:
         return ""
-    cfg, seed = density["config"], int(vs.seed.iloc[0])
-    text = (f"Each variant is one run, measured from seed {seed} as trained and set against the NF at {cfg['nf_iterations']:,} "
-            f"iterations (the mean over its {int(vs.nf_seeds.max())} seeds); a difference counts beyond the CNF seeds' "
-            "sd. ")
+    cfg = density["config"]
+    text = (f"Each variant is measured from the same seeds' runs as trained and set against the NF at "
+            f"{cfg['nf_iterations']:,} iterations (the mean over its {int(vs.nf_seeds.max())} seeds); a difference "
+            "counts where it exceeds the combined sd of the two sides (the CNF seeds' sd standing in for a variant of "
+            "one run). ")
     helped = []
     for variant, g in vs.groupby("variant", sort=False):
         reached = g.behind & g.matches
@@ -505,7 +527,9 @@ def cnf_variants_sentence(density: dict) -> str:
             parts.append(f"leaves it within the seeds' sd on {_and(g[~g.lower & ~g.higher & ~reached].target)}")
         if reached.any() or len(closer):
             helped.append(variant)
-        per = "; ".join(_kl_against(r, "as trained") for r in g.itertuples())
+        per = "; ".join(_kl_against(r, f"{tables.number(r.after)} (seed {r.seed})", f"for seed {r.seed} as trained")
+                        if r.n == 1 else _kl_against(r, f"{tables.mean_sd(r.kls)} over {r.n} seeds",
+                                                     "for the same seeds as trained") for r in g.itertuples())
         text += f"With {g.words.iloc[0]} ({variant}), {per}: it {_and(parts)}. "
     behind = vs[vs.behind]
     if behind.empty:
@@ -513,9 +537,9 @@ def cnf_variants_sentence(density: dict) -> str:
     fixed = behind[behind.matches]
     still = [t for t in dict.fromkeys(behind.target) if t not in set(fixed.target)]
     if not helped:
-        n = vs.variant.nunique()
-        none = "the setting tested" if n == 1 else "neither setting" if n == 2 else "none of the settings tested"
-        return text + (f"So {none} is what holds the CNF back on {_and(behind.target)}; what does is not among the "
+        none = {1: "the setting tested is not", 2: "neither setting is"}.get(vs.variant.nunique(),
+                                                                            "none of the settings tested is")
+        return text + (f"So {none} what holds the CNF back on {_and(behind.target)}; what does is not among the "
                        f"settings tested here (untested: {UNTESTED}).")
     if not still:
         return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "

@@ -41,13 +41,11 @@ pdf: env fresh-cache
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
-# Three jobs on CI's two cores (none of these writes what another reads): the process-pool tests spend much of their
-# time waiting on processes they start and stop, so they run beside the package tests and the notebooks, and the
-# strict book build takes the first job that frees. With two jobs a CI run kept its cores busy about two thirds of
-# the time. The browser and PDF checks read the built book, so they follow it, side by side (each its own Chromium
-# and port).
+# Two jobs (CI has two cores, and none of these writes what another reads): the package tests beside the
+# notebooks, the strict book build and the process-pool tests, which make takes in this order as a job frees;
+# the browser and PDF checks read the built book, so they follow it, side by side (each its own Chromium and port).
 test: env
-	$(MAKE) -j3 --output-sync=target test-package-core test-pool test-notebooks test-book
+	$(MAKE) -j2 --output-sync=target test-package-core test-notebooks test-book test-pool
 	$(MAKE) -j2 --output-sync=target test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).

@@ -452,16 +452,19 @@ def cnf_variants_against_nf(density: dict) -> pd.DataFrame:
     shapes). `seed`: the first of them, `n`: how many. Empty without finished variant runs."""
     cfg = density["config"]
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
-    trained = {(r["task"], r["size"], r["seed"]): r["kl"] for r in density["metrics"]["runs"]
-               if r["kind"] == "cnf" and r["iterations"] == cfg["cnf_iterations"] and "kl" in r}
+    kls_of = run_kls(density)
     groups: dict[tuple, list[dict]] = {}
     for r in density["metrics"].get("cnf_variants", []):
-        if "kl" in r and (r["task"], r["size"], r["seed"]) in trained:
+        if "kl" in r:
             groups.setdefault((r["variant"], r["task"], r["size"]), []).append(r)
     rows = []
     for (variant, target, size), runs in groups.items():
+        trained = kls_of(target, "cnf", size, cfg["cnf_iterations"])      # the same seeds' runs as trained
+        runs = [r for r in runs if r["seed"] in trained.index]
+        if not runs:
+            continue
         kls = [r["kl"] for r in runs]
-        before = float(np.mean([trained[(target, size, r["seed"])] for r in runs]))
+        before = float(np.mean([trained[r["seed"]] for r in runs]))
         row = _against_nf(tab, cfg, target, size, float(np.mean(kls)), before,
                           float(np.std(kls, ddof=1)) if len(kls) > 1 else np.nan)
         if row:

@@ -105,7 +105,7 @@ PROFILES: dict[str, Config] = {
     # under one-cycle, ResNet reaches 1.17% after one epoch and 0.73% after two, the ODE-Net 1.55%
     # after one, the MLP 1.38% after 40. Epochs per model are what the CPU affords (an ODE-Net epoch
     # with the adjoint is about 10 minutes here); the ODE-Net trains with the adjoint, as in the paper.
-    "cpu": Config(seeds={"mlp": (0, 1, 2), "resnet": (0, 1, 2), "rknet": (0, 1, 2), "odenet": (0, 1)},
+    "cpu": Config(seeds={"mlp": (0, 1, 2), "resnet": (0, 1, 2), "rknet": (0, 1, 2), "odenet": (0, 1, 2)},
                   epochs={"mlp": 40, "resnet": 20, "rknet": 15, "odenet": 15}, nesterov=True,
                   weight_decay=5e-4, schedule="onecycle", crop_padding=2,
                   fig3_tols=(1e-1, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5), fig3_ref_tol=1e-6, fig3_images=128,

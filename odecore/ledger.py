@@ -229,7 +229,8 @@ def _cnf_budget(density: dict) -> list[dict]:
     claim = (f"Fig. 4: the CNF with M = {size} units trained {cfg['long_iterations']:,} iterations instead of "
              f"{cfg['cnf_iterations']:,}, against the NF with K = {size} layers at {cfg['nf_iterations']:,}")
     detail = (f"{_kl_moves(vs.target, vs.before, vs.after, vs.nf, vs.share)} (at {cfg['cnf_iterations']:,} the mean of "
-              f"{int(vs.seeds.max())} seeds, longer one run; the CNF matches or beats the NF on "
+              f"{int(vs.seeds.max())} seeds, longer {'one run' if (vs.n == 1).all() else 'the mean of its seeds'}; "
+              "the CNF matches or beats the NF on "
               f"{int(vs.matches.sum())} of {len(vs)})")
     return [_claim(claim, "Sec. 4, Fig. 4", matches_or_beats(int(vs.matches.sum()), len(vs)), detail, density, "cnf",
                    "sec-cnf-budget")]

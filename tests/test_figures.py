@@ -339,7 +339,7 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
 
     cfg = {"targets": ["U1", "U2", "U3"], "nf_layers": [32], "cnf_units": [32], "seeds": [0, 1, 2],
            "nf_iterations": 500000, "short_nf_iterations": None, "cnf_iterations": 10000,
-           "long_cnf": [["U1", 32], ["U2", 32], ["U3", 32]], "long_iterations": 30000}
+           "long_cnf": [["U1", 32, [0]], ["U2", 32, [0]], ["U3", 32, [0]]], "long_iterations": 30000}
     nf = {"U1": (0.003, 0.004, 0.005), "U2": (0.010, 0.012, 0.014), "U3": (0.008, 0.010, 0.012)}
     cnf = {"U1": (0.019, 0.020, 0.021), "U2": (0.029, 0.030, 0.031), "U3": (0.010, 0.011, 0.012)}
     longer = {"U1": (0.0045,), "U2": (0.021,), "U3": (0.0118,)}   # U1 catches up, U2 half the gap, U3 was within
@@ -378,9 +378,22 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
     assert "So the CNF's budget explains part of the gap, not all of it: on U2 more iterations do not help, and the " \
            "NF's 500,000 iterations buy a lower KL than the CNF reaches in 30,000." in cnf_figures.long_cnf_sentence(flat_u2)
     level = {**density, "metrics": {"runs": [r for r in runs if r["task"] == "U3"]},
-             "config": {**cfg, "targets": ["U3"], "long_cnf": [["U3", 32]]}}
+             "config": {**cfg, "targets": ["U3"], "long_cnf": [["U3", 32, [0]]]}}
     assert cnf_figures.long_cnf_sentence(level).endswith("It was not behind the NF on these targets at its budget, so "
                                                          "they cannot tell why it is elsewhere.")
+    # a longer CNF on several seeds: its mean against the NF, with its own sd, and the words say so
+    seeds3 = {**density, "config": {**cfg, "long_cnf": [["U2", 32, [0, 1, 2]]]}, "metrics": {"runs": [
+        r for r in runs if r["iterations"] != 30000] + [{"task": "U2", "kind": "cnf", "size": 32, "seed": s, "kl": kl,
+                                                         "iterations": 30000} for s, kl in enumerate((0.010, 0.011, 0.012))]}}
+    vs3 = cnf_figures.long_cnf_against_nf(seeds3)
+    assert list(vs3.target) == ["U2"] and vs3.n[0] == 3 and vs3.after[0] == pytest.approx(0.011)
+    assert vs3.after_sd[0] == pytest.approx(0.001) and vs3.matches[0]
+    assert cnf_figures.long_cnf_sentence(seeds3).startswith(
+        "Trained for 30,000 iterations instead of 10,000 (the mean of 3 seeds each), the CNF reaches: on U2 KL "
+        "0.0110 ± 0.0010 against 0.0300 at 10,000")
+    assert cnf_figures.long_cnf_table(seeds3)["CNF 30,000 it."][0] == "0.0110 ± 0.0010"
+    assert "longer the mean of its seeds" in ledger._cnf_budget(seeds3)[0]["detail"]
+    assert cnf_figures.long_cnf_where([["U1", 32, [0]], ["U2", 32, [0, 1, 2]]]) == "U1 (seed 0) and U2 (3 seeds)"
     # a profile whose longer CNF is no longer than its budget, or has not finished, has nothing to say
     assert cnf_figures.long_cnf_against_nf({**density, "config": {**cfg, "long_iterations": 10000}}).empty
     assert cnf_figures.long_cnf_sentence({**density, "metrics": {"runs": runs[:-3]}}) == ""

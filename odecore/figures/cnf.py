@@ -209,7 +209,7 @@ def figure4(record: dict, arrays: dict):
 def figure4d(record: dict):
     """Figure 4 (d): final KL(q || p) against K (NF) and M (CNF), one panel per target; lines join
     the means over seeds, error bars span the seeds (min to max) where a target has several, dots are
-    single seeds; a star marks a CNF trained for long_iterations (one seed), a dotted line the NF at the
+    single seeds; a star marks a CNF trained for long_iterations (the mean over its seeds), a dotted line the NF at the
     shorter budget (short_nf_iterations)."""
     cfg = record["config"]
     tab = density_table(record)
@@ -360,19 +360,35 @@ def _and(names) -> str:
 
 def long_cnf_against_nf(density: dict) -> pd.DataFrame:
     """Figure 4's test of the CNF's budget: each CNF of `long_cnf` trained for long_iterations (more than the
-    profile's CNF budget; one run, the first seed), as `_against_nf` (measured from the CNF's mean at the budget: the
-    longer run is a training of its own). Empty when the profile trains no longer CNF or its runs have not finished."""
+    profile's CNF budget), its KL the mean over its seeds, as `_against_nf` (measured from the CNF's mean at the
+    budget: the longer run is a training of its own). `n`: the longer run's seeds, `seed`: the first of them.
+    Empty when the profile trains no longer CNF or its runs have not finished."""
     cfg = density["config"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
-        return pd.DataFrame([], columns=AGAINST_NF)
+        return pd.DataFrame([], columns=AGAINST_NF + ["n"])
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
     rows = []
-    for target, size in cfg["long_cnf"]:
+    for target, size, _ in cfg["long_cnf"]:
         long_key = (target, "cnf", size, cfg["long_iterations"])
-        row = _against_nf(tab, cfg, target, size, float(tab.loc[long_key, "kl_mean"])) if long_key in tab.index else None
+        if long_key not in tab.index:
+            continue
+        after, after_sd, n = tab.loc[long_key, ["kl_mean", "kl_std", "seeds"]]
+        row = _against_nf(tab, cfg, target, size, float(after), after_sd=float(after_sd))
         if row:
-            rows.append({**row, "seed": cfg["seeds"][0]})
-    return pd.DataFrame(rows, columns=AGAINST_NF)
+            seeds = sorted(r["seed"] for r in density["metrics"]["runs"] if "kl" in r and r["kind"] == "cnf"
+                           and (r["task"], r["size"], r["iterations"]) == long_key[:1] + long_key[2:])
+            rows.append({**row, "seed": seeds[0], "n": int(n)})
+    return pd.DataFrame(rows, columns=AGAINST_NF + ["n"])
+
+
+def long_cnf_where(long_cnf) -> str:
+    """Where, and on which seeds, a profile's `long_cnf` trains: 'U1, U2 and U3 (seed 0)', 'U2 and U3 (3 seeds
+    each)', 'U1 (seed 0) and U2 (3 seeds)'."""
+    seeds = {tuple(s) for _, _, s in long_cnf}
+    if len(seeds) == 1:
+        (first, *rest), = seeds
+        return f"{_and([t for t, _, _ in long_cnf])} ({seeds_words(1 + len(rest), first)}{' each' if rest else ''})"
+    return _and([f"{t} ({seeds_words(len(s), s[0])})" for t, _, s in long_cnf])
 
 
 def long_cnf_table(density: dict) -> pd.DataFrame:
@@ -382,7 +398,7 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
     kls = run_kls(density)
     return pd.DataFrame([{"target": r.target,
                           f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
-                          f"CNF {cfg['long_iterations']:,} it.": tables.number(r.after),
+                          f"CNF {cfg['long_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["long_iterations"])),
                           f"NF {cfg['nf_iterations']:,} it.": tables.mean_sd(kls(r.target, "nf", r.size, cfg["nf_iterations"])),
                           "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
                           "CNF against NF": ("behind" if not r.matches else "within the seeds' sd or ahead")}
@@ -397,9 +413,14 @@ def long_cnf_sentence(density: dict) -> str:
         return ""
     cfg = density["config"]
     say = lambda rows: ", ".join(rows.target)   # noqa: E731
-    per = "; ".join(_kl_against(r, tables.number(r.after), f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
-    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} (one run each, seed "
-            f"{int(vs.seed.iloc[0])}), the CNF reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
+    kls = run_kls(density)
+    per = "; ".join(_kl_against(r, tables.mean_sd(kls(r.target, "cnf", r.size, cfg["long_iterations"])),
+                                f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
+    runs = ("one run each, " + seeds_words(1, int(vs.seed.iloc[0])) if (vs.n == 1).all() else
+            f"the mean of {int(vs.n.iloc[0])} seeds each" if vs.n.nunique() == 1 else
+            "the mean of its seeds: " + _and([f"{r.n} on {r.target}" for r in vs.itertuples()]))
+    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} ({runs}), the CNF "
+            f"reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
             f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
     was = vs[vs.behind]
     caught, stays, falls = was[was.matches], was[~was.matches], vs[~vs.behind & ~vs.matches]
@@ -595,7 +616,7 @@ def figure_nf_budget(density: dict):
         for r in (r for r in longs if r["task"] == target):   # the CNF trained for longer, where the profile has one
             mine.append(r)
             ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["cnf"], lw=1,
-                    label=f"CNF M={r['size']}, {r['iterations']:,} it., seed {r['seed']}")
+                    alpha=0.4 + 0.2 * r["seed"], label=f"CNF M={r['size']}, {r['iterations']:,} it., seed {r['seed']}")
         for (kind, size, n), style, color in lines:
             if (target, kind, size, n) in tab.index:
                 ax.axhline(tab[(target, kind, size, n)], color=plots.COLORS[color], ls=style, lw=1,

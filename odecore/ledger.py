@@ -220,7 +220,7 @@ def _cnf_budget(density: dict) -> list[dict]:
     """Figure 4's CNF trained for longer than the profile's CNF budget, against the NF with as many layers at the
     profile's NF budget: is the CNF behind for lack of iterations? Judged by the claim's own rule on the targets
     it was trained on; nothing while the profile trains no such CNF."""
-    from odecore.figures.cnf import long_cnf_against_nf
+    from odecore.figures.cnf import long_cnf_against_nf, long_cnf_rows, long_cnf_seeds
 
     vs = long_cnf_against_nf(density)
     if vs.empty:
@@ -229,8 +229,7 @@ def _cnf_budget(density: dict) -> list[dict]:
     claim = (f"Fig. 4: the CNF with M = {size} units trained {cfg['long_iterations']:,} iterations instead of "
              f"{cfg['cnf_iterations']:,}, against the NF with K = {size} layers at {cfg['nf_iterations']:,}")
     detail = (f"{_kl_moves(vs.target, vs.before, vs.after, vs.nf, vs.share)} (at {cfg['cnf_iterations']:,} the mean of "
-              f"{int(vs.seeds.max())} seeds, longer {'one run' if (vs.n == 1).all() else 'the mean of its seeds'}; "
-              "the CNF matches or beats the NF on "
+              f"{int(vs.seeds.max())} seeds, longer {long_cnf_seeds(long_cnf_rows(vs))}; the CNF matches or beats the NF on "
               f"{int(vs.matches.sum())} of {len(vs)})")
     return [_claim(claim, "Sec. 4, Fig. 4", matches_or_beats(int(vs.matches.sum()), len(vs)), detail, density, "cnf",
                    "sec-cnf-budget")]

@@ -389,11 +389,17 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
     assert list(vs3.target) == ["U2"] and vs3.n[0] == 3 and vs3.after[0] == pytest.approx(0.011)
     assert vs3.after_sd[0] == pytest.approx(0.001) and vs3.matches[0]
     assert cnf_figures.long_cnf_sentence(seeds3).startswith(
-        "Trained for 30,000 iterations instead of 10,000 (the mean of 3 seeds each), the CNF reaches: on U2 KL "
+        "Trained for 30,000 iterations instead of 10,000 (3 seeds), the CNF reaches: on U2 KL "
         "0.0110 ± 0.0010 against 0.0300 at 10,000")
     assert cnf_figures.long_cnf_table(seeds3)["CNF 30,000 it."][0] == "0.0110 ± 0.0010"
-    assert "longer the mean of its seeds" in ledger._cnf_budget(seeds3)[0]["detail"]
+    assert "longer 3 seeds; the CNF matches" in ledger._cnf_budget(seeds3)[0]["detail"]
+    partial = {**seeds3, "metrics": {"runs": [r for r in seeds3["metrics"]["runs"]
+                                              if (r["iterations"], r["seed"]) != (30000, 2)]}}
+    assert cnf_figures.long_cnf_against_nf(partial).empty           # a target waits for all the seeds it names
     assert cnf_figures.long_cnf_where([["U1", 32, [0]], ["U2", 32, [0, 1, 2]]]) == "U1 (seed 0) and U2 (3 seeds)"
+    assert cnf_figures.long_cnf_where([["U1", 32, [0]], ["U2", 32, [0]]]) == "U1 and U2 (one run each, seed 0)"
+    assert cnf_figures.long_cnf_seeds([["U1", 32, [0]], ["U2", 32, [1]]]) == "seed 0 on U1 and seed 1 on U2"
+    assert cnf_figures.long_cnf_seeds([["U1", 32, [0, 1, 2]], ["U2", 32, [0, 1, 2]]]) == "3 seeds each"
     # a profile whose longer CNF is no longer than its budget, or has not finished, has nothing to say
     assert cnf_figures.long_cnf_against_nf({**density, "config": {**cfg, "long_iterations": 10000}}).empty
     assert cnf_figures.long_cnf_sentence({**density, "metrics": {"runs": runs[:-3]}}) == ""

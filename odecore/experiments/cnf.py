@@ -661,7 +661,8 @@ def scoreboard(record: dict) -> list[dict]:
                      "of the flow's Jacobian by autograd)", "paper": 0.0, "ours": th["max_abs_err"],
                      "unit": "nats", "tolerance": 1e-6, "note": "an exact identity; tolerance set by the solver's 1e-10"})
         from odecore import ledger
-        from odecore.figures.cnf import cnf_against_nf, density_table   # here: training and pool workers need no plotting
+        from odecore.figures.cnf import (cnf_against_nf, density_table,   # here: training and pool workers need no plotting
+                                         long_cnf_against_nf)
 
         tab = density_table(record)
         cfg = record["config"]
@@ -677,18 +678,14 @@ def scoreboard(record: dict) -> list[dict]:
                     rows.append({"item": "Figure 4", "quantity": f"final KL(q‖p), {target}, {name}, {key[2]:,} it.{label}"
                                  + (f", mean of {n} seeds" if n > 1 else ""), "paper": None,
                                  "ours": float(sub["kl_mean"][key]), "unit": "nats"})
-        for target, size, seeds in cfg["long_cnf"]:
-            long = tab[(tab.task == target) & (tab.kind == "cnf") & (tab["size"] == size)
-                       & (tab.iterations == cfg["long_iterations"])]
-            paper_it = paper.FIGURE4["cnf_iterations"]
-            which = ("the paper's count" if cfg["long_iterations"] == paper_it else
-                     f"{'more' if cfg['long_iterations'] > paper_it else 'fewer'} than the paper's {paper_it:,}")
-            if len(long):
-                n = int(long["seeds"].iloc[0])
-                rows.append({"item": "Figure 4", "quantity": f"final KL(q‖p), {target}, CNF M={size}, "
-                             f"{cfg['long_iterations']:,} it. ({which}), "
-                             + (f"mean of {n} seeds" if n > 1 else f"seed {seeds[0]}"), "paper": None,
-                             "ours": float(long["kl_mean"].iloc[0]), "unit": "nats"})
+        paper_it = paper.FIGURE4["cnf_iterations"]
+        which = ("the paper's count" if cfg["long_iterations"] == paper_it else
+                 f"{'more' if cfg['long_iterations'] > paper_it else 'fewer'} than the paper's {paper_it:,}")
+        for r in long_cnf_against_nf(record).itertuples():
+            rows.append({"item": "Figure 4", "quantity": f"final KL(q‖p), {r.target}, CNF M={r.size}, "
+                         f"{cfg['long_iterations']:,} it. ({which}), "
+                         + (f"mean of {r.n} seeds" if r.n > 1 else f"seed {r.seed}"), "paper": None,
+                         "ours": r.after, "unit": "nats"})
         for r in record["metrics"].get("cnf_variants", []):
             if "kl" in r:
                 rows.append({"item": "Figure 4", "quantity": f"final KL(q‖p), {r['task']}, CNF M={r['size']}, "

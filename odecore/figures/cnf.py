@@ -234,9 +234,10 @@ def figure4d(record: dict):
             ax.plot([], [], "o-", color=color, label=label)
         longs = tab[(tab.task == target) & (tab.kind == "cnf") & (tab.iterations == cfg["long_iterations"])
                     & (cfg["long_iterations"] != cfg["cnf_iterations"])]
-        if len(longs):
-            ax.plot(longs["size"], longs["kl_mean"], "*", ms=12, color=plots.COLORS["cnf"],
-                    label=f"CNF ({cfg['long_iterations']:,} Adam it.)")
+        if len(longs):   # the mean over its seeds, with a bar from the lowest to the highest where it has several
+            ax.errorbar(longs["size"], longs["kl_mean"], yerr=[longs["kl_mean"] - longs["kl_min"],
+                        longs["kl_max"] - longs["kl_mean"]], fmt="*", ms=12, capsize=3, color=plots.COLORS["cnf"],
+                        label=f"CNF ({cfg['long_iterations']:,} Adam it.)")
         shorter = tab[(tab.task == target) & (tab.kind == "nf") & (tab.iterations == cfg["short_nf_iterations"])]
         if len(shorter):   # the labelled shorter NF budget, means over seeds
             ax.plot(shorter["size"], shorter["kl_mean"], "o:", ms=3, lw=1, alpha=0.7, color=plots.COLORS["nf"],
@@ -360,35 +361,53 @@ def _and(names) -> str:
 
 def long_cnf_against_nf(density: dict) -> pd.DataFrame:
     """Figure 4's test of the CNF's budget: each CNF of `long_cnf` trained for long_iterations (more than the
-    profile's CNF budget), its KL the mean over its seeds, as `_against_nf` (measured from the CNF's mean at the
-    budget: the longer run is a training of its own). `n`: the longer run's seeds, `seed`: the first of them.
-    Empty when the profile trains no longer CNF or its runs have not finished."""
+    profile's CNF budget), its KL the mean over the seeds the profile names, as `_against_nf` (measured from the CNF's
+    mean at the budget: the longer run is a training of its own). `long_seeds`, `kls`: those seeds and their KLs, `n`
+    how many, `seed` the first. A target is left out until all its seeds have finished; empty when the profile trains no
+    longer CNF."""
     cfg = density["config"]
+    columns = AGAINST_NF + ["n", "long_seeds", "kls"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
-        return pd.DataFrame([], columns=AGAINST_NF + ["n"])
+        return pd.DataFrame([], columns=columns)
     tab = density_table(density).set_index(["task", "kind", "size", "iterations"])
+    kls_of = run_kls(density)
     rows = []
-    for target, size, _ in cfg["long_cnf"]:
-        long_key = (target, "cnf", size, cfg["long_iterations"])
-        if long_key not in tab.index:
+    for target, size, seeds in cfg["long_cnf"]:
+        kls = kls_of(target, "cnf", size, cfg["long_iterations"])
+        if not set(seeds) <= set(kls.index):
             continue
-        after, after_sd, n = tab.loc[long_key, ["kl_mean", "kl_std", "seeds"]]
-        row = _against_nf(tab, cfg, target, size, float(after), after_sd=float(after_sd))
+        kls = [float(kls[s]) for s in seeds]
+        row = _against_nf(tab, cfg, target, size, float(np.mean(kls)),
+                          after_sd=float(np.std(kls, ddof=1)) if len(kls) > 1 else np.nan)
         if row:
-            seeds = sorted(r["seed"] for r in density["metrics"]["runs"] if "kl" in r and r["kind"] == "cnf"
-                           and (r["task"], r["size"], r["iterations"]) == long_key[:1] + long_key[2:])
-            rows.append({**row, "seed": seeds[0], "n": int(n)})
-    return pd.DataFrame(rows, columns=AGAINST_NF + ["n"])
+            rows.append({**row, "seed": seeds[0], "n": len(seeds), "long_seeds": list(seeds), "kls": kls})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def long_cnf_seeds(long_cnf) -> str:
+    """The seeds of (target, M, seeds) entries in words: 'seed 0', 'one run each, seed 0', '3 seeds each',
+    'seed 0 on U1 and 3 seeds on U2'."""
+    sets = {tuple(s) for _, _, s in long_cnf}
+    each = len(long_cnf) > 1
+    if len(sets) == 1:
+        (seeds,) = sets
+        if len(seeds) == 1:
+            return ("one run each, " if each else "") + f"seed {seeds[0]}"
+        return f"{len(seeds)} seeds" + (" each" if each else "")
+    return _and([f"{seeds_words(len(s), s[0])} on {t}" for t, _, s in long_cnf])
 
 
 def long_cnf_where(long_cnf) -> str:
-    """Where, and on which seeds, a profile's `long_cnf` trains: 'U1, U2 and U3 (seed 0)', 'U2 and U3 (3 seeds
-    each)', 'U1 (seed 0) and U2 (3 seeds)'."""
-    seeds = {tuple(s) for _, _, s in long_cnf}
-    if len(seeds) == 1:
-        (first, *rest), = seeds
-        return f"{_and([t for t, _, _ in long_cnf])} ({seeds_words(1 + len(rest), first)}{' each' if rest else ''})"
+    """Where, and on which seeds, a profile's `long_cnf` trains: 'U1, U2 and U3 (one run each, seed 0)',
+    'U2 (3 seeds)', 'U1 (seed 0) and U2 (3 seeds)'."""
+    if len({tuple(s) for _, _, s in long_cnf}) == 1:
+        return f"{_and([t for t, _, _ in long_cnf])} ({long_cnf_seeds(long_cnf)})"
     return _and([f"{t} ({seeds_words(len(s), s[0])})" for t, _, s in long_cnf])
+
+
+def long_cnf_rows(vs: pd.DataFrame) -> list:
+    """The (target, M, seeds) entries of `long_cnf_against_nf`'s rows, for `long_cnf_seeds`."""
+    return [(r.target, r.size, r.long_seeds) for r in vs.itertuples()]
 
 
 def long_cnf_table(density: dict) -> pd.DataFrame:
@@ -398,7 +417,7 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
     kls = run_kls(density)
     return pd.DataFrame([{"target": r.target,
                           f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
-                          f"CNF {cfg['long_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["long_iterations"])),
+                          f"CNF {cfg['long_iterations']:,} it.": tables.mean_sd(r.kls),
                           f"NF {cfg['nf_iterations']:,} it.": tables.mean_sd(kls(r.target, "nf", r.size, cfg["nf_iterations"])),
                           "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
                           "CNF against NF": ("behind" if not r.matches else "within the seeds' sd or ahead")}
@@ -413,13 +432,9 @@ def long_cnf_sentence(density: dict) -> str:
         return ""
     cfg = density["config"]
     say = lambda rows: ", ".join(rows.target)   # noqa: E731
-    kls = run_kls(density)
-    per = "; ".join(_kl_against(r, tables.mean_sd(kls(r.target, "cnf", r.size, cfg["long_iterations"])),
-                                f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
-    runs = ("one run each, " + seeds_words(1, int(vs.seed.iloc[0])) if (vs.n == 1).all() else
-            f"the mean of {int(vs.n.iloc[0])} seeds each" if vs.n.nunique() == 1 else
-            "the mean of its seeds: " + _and([f"{r.n} on {r.target}" for r in vs.itertuples()]))
-    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} ({runs}), the CNF "
+    per = "; ".join(_kl_against(r, tables.mean_sd(r.kls), f"at {cfg['cnf_iterations']:,}") for r in vs.itertuples())
+    text = (f"Trained for {cfg['long_iterations']:,} iterations instead of {cfg['cnf_iterations']:,} "
+            f"({long_cnf_seeds(long_cnf_rows(vs))}), the CNF "
             f"reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
             f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
     was = vs[vs.behind]
@@ -612,11 +627,12 @@ def figure_nf_budget(density: dict):
         mine = [r for r in runs if r["task"] == target]
         for r in mine:
             ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["nf"],
-                    alpha=0.4 + 0.2 * r["seed"], lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
+                    alpha=min(1.0, 0.4 + 0.2 * r["seed"]), lw=1, label=f"NF K={r['size']}, seed {r['seed']}")
         for r in (r for r in longs if r["task"] == target):   # the CNF trained for longer, where the profile has one
             mine.append(r)
             ax.plot(np.arange(1, len(r["loss"]) + 1) * r["chunk"], r["loss"], color=plots.COLORS["cnf"], lw=1,
-                    alpha=0.4 + 0.2 * r["seed"], label=f"CNF M={r['size']}, {r['iterations']:,} it., seed {r['seed']}")
+                    alpha=min(1.0, 0.4 + 0.2 * r["seed"]),
+                    label=f"CNF M={r['size']}, {r['iterations']:,} it., seed {r['seed']}")
         for (kind, size, n), style, color in lines:
             if (target, kind, size, n) in tab.index:
                 ax.axhline(tab[(target, kind, size, n)], color=plots.COLORS[color], ls=style, lw=1,

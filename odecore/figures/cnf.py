@@ -532,6 +532,7 @@ def cnf_variants_table(density: dict) -> pd.DataFrame:
         rows.append(row)
     columns = ["target", "CNF as trained", *alone, *dict.fromkeys(vs.variant), nf_column]
     wide = pd.DataFrame(rows).reindex(columns=columns).fillna("-").set_index("target")
+    wide = wide.reindex([t for t in cfg["targets"] if t in wide.index])     # the profile's order of targets
     return wide.T.rename_axis(index="KL of", columns=None).reset_index()     # one column per target fits the page
 
 

@@ -471,6 +471,17 @@ def test_the_cnf_variants_are_measured_from_their_seeds_as_trained_and_enter_the
                                                              "targets, so they cannot tell what holds it back.")
     assert cnf_figures.cnf_variants_sentence({**density, "metrics": {"runs": runs}}) == ""
     assert ledger._cnf_variants({**density, "metrics": {"runs": runs}}) == []
+    # a target the longer CNF reached: the budget, not an untested setting, is what is left on it
+    longer = {**density, "config": {**cfg, "long_cnf": [["U3", 32, [0]]], "long_iterations": 30000},
+              "metrics": {"runs": runs + [{"task": "U3", "kind": "cnf", "size": 32, "seed": 0, "kl": 0.009,
+                                           "iterations": 30000}], "cnf_variants": wide + cosine}}
+    assert cnf_figures.cnf_variants_sentence(longer).endswith(
+        "So cosine lr explains part of the gap; on U3 the CNF reaches the NF with more iterations instead (the CNF's "
+        "budget, above).")
+    # a variant that leaves the CNF behind where as trained it matched says so
+    matched_u3 = [{**r, "kl": r["kl"] - 0.009} if (r["kind"], r["task"]) == ("cnf", "U3") else r for r in runs]
+    worse = {**density, "metrics": {"runs": matched_u3, "cnf_variants": [variant("U3", "cosine lr", 0.05)]}}
+    assert "puts the CNF behind the NF on U3, where as trained it matched" in cnf_figures.cnf_variants_sentence(worse)
     # the claim's verdict under a variant on every target, beside the verdict as trained (0 of 2 here)
     claim = cnf_figures.cnf_variants_claim(density)
     assert claim.startswith("With a hypernetwork of 64 hidden units instead of 32 (hidden 64) on all 2 targets, the "

@@ -565,6 +565,9 @@ def cnf_variants_sentence(density: dict) -> str:
             parts.append(f"raises the KL on {_and(g[g.higher].target)}")
         if (~g.lower & ~g.higher & ~reached).any():
             parts.append(f"leaves it within the seeds' sd on {_and(g[~g.lower & ~g.higher & ~reached].target)}")
+        fell = g[~g.behind & ~g.matches]
+        if len(fell):
+            parts.append(f"puts the CNF behind the NF on {_and(fell.target)}, where as trained it matched")
         if reached.any() or len(closer):
             helped.append(variant)
         per = "; ".join(_kl_against(r, f"{tables.number(r.after)} (seed {r.seed})", f"for seed {r.seed} as trained")
@@ -584,8 +587,14 @@ def cnf_variants_sentence(density: dict) -> str:
     if not still:
         return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "
                        f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap.")
-    return text + (f"So {_and(helped)} explain{'s' if len(helped) == 1 else ''} part of the gap; on {_and(still)} the CNF "
-                   f"stays behind the NF for a reason not among the settings tested here (untested: {UNTESTED}).")
+    longer = long_cnf_against_nf(density)
+    caught = set(longer[longer.behind & longer.matches].target)       # where more iterations reach the NF instead
+    budget, other = [t for t in still if t in caught], [t for t in still if t not in caught]
+    return text + (f"So {_and(helped)} explain{'s' if len(helped) == 1 else ''} part of the gap"
+                   + (f"; on {_and(budget)} the CNF reaches the NF with more iterations instead (the CNF's budget, "
+                      "above)" if budget else "")
+                   + (f"; on {_and(other)} the CNF stays behind the NF for a reason not among the settings tested here "
+                      f"(untested: {UNTESTED})" if other else "") + ".")
 
 
 def cnf_variants_claim(density: dict) -> str:

@@ -450,8 +450,8 @@ def test_the_cnf_variants_are_measured_from_their_seeds_as_trained_and_enter_the
     assert list(table.columns) == ["KL of", "U2", "U3"]
     assert list(table["KL of"]) == ["CNF as trained", "seed 0 as trained", "hidden 64", "cosine lr", "NF 500,000 it."]
     rows = table.set_index("KL of")
-    assert list(rows.loc["cosine lr"]) == [tables.mean_sd([0.011, 0.012, 0.013]), "0.0150"]
-    assert list(rows.loc["seed 0 as trained"]) == ["0.0290", "0.0200"]
+    assert list(rows.loc["cosine lr"]) == ["0.012 ± 0.001", "0.015"]                 # two significant digits
+    assert list(rows.loc["seed 0 as trained"]) == ["0.029", "0.020"]
     rows = ledger._cnf_variants(density)
     assert [r["verdict"] for r in rows] == ["not reproduced", ledger.matches_or_beats(1, 2)]
     assert rows[1]["evidence"] == "cnf.html#sec-cnf-variants"

@@ -517,7 +517,7 @@ def seeds_words(n: int, first: int) -> str:
 def cnf_variants_table(density: dict) -> pd.DataFrame:
     """`cnf_variants_against_nf` as the chapter prints it: one column per target; rows the CNF as trained and the NF
     (mean ± sd over their seeds), the seed a one-seed variant shares as trained, and each variant (its KL,
-    mean ± sd over its seeds where it has several)."""
+    mean ± sd over its seeds where it has several), to two significant digits: a column per target fits the page."""
     cfg, vs = density["config"], cnf_variants_against_nf(density)
     kls = run_kls(density)
     alone = [f"seed {s} as trained" for s in sorted({int(r.seed) for r in vs.itertuples() if r.n == 1})]
@@ -525,10 +525,11 @@ def cnf_variants_table(density: dict) -> pd.DataFrame:
     rows = []
     for target, group in vs.groupby("target", sort=False):
         size = int(group["size"].iloc[0])
-        row = {"target": target, "CNF as trained": tables.mean_sd(kls(target, "cnf", size, cfg["cnf_iterations"]))}
-        row.update({f"seed {r.seed} as trained": tables.number(r.before) for r in group.itertuples() if r.n == 1})
-        row.update({r.variant: tables.mean_sd(r.kls) if r.n > 1 else tables.number(r.after) for r in group.itertuples()})
-        row[nf_column] = tables.mean_sd(kls(target, "nf", size, cfg["nf_iterations"]))
+        row = {"target": target, "CNF as trained": tables.mean_sd(kls(target, "cnf", size, cfg["cnf_iterations"]), 2)}
+        row.update({f"seed {r.seed} as trained": tables.number(r.before, 2) for r in group.itertuples() if r.n == 1})
+        row.update({r.variant: tables.mean_sd(r.kls, 2) if r.n > 1 else tables.number(r.after, 2)
+                    for r in group.itertuples()})
+        row[nf_column] = tables.mean_sd(kls(target, "nf", size, cfg["nf_iterations"]), 2)
         rows.append(row)
     columns = ["target", "CNF as trained", *alone, *dict.fromkeys(vs.variant), nf_column]
     wide = pd.DataFrame(rows).reindex(columns=columns).fillna("-").set_index("target")

@@ -180,3 +180,31 @@ def test_run_density_stacks_its_nfs_in_fresh_folders_under_rerun_and_counts_each
     n = len(cnf.density_specs(cfg)) + len(cnf.variant_specs(cfg))
     assert record["subruns"]["count"] == record["subruns"]["trained_now"] == n
     assert [r["variant"] for r in record["metrics"]["cnf_variants"]] == [v for _, v, seeds in cfg.cnf_variants for _ in seeds]
+
+
+def test_a_fresh_clone_reassembles_a_changed_profile_from_the_record_without_training(monkeypatch, tmp_path):
+    """The scratch summaries are not committed: with the record and the weights alone, a profile that lists
+    fewer runs is assembled from what the record holds, and nothing trains again."""
+    import shutil
+    from dataclasses import replace
+
+    from odecore.experiments import cnf
+
+    _dirs(monkeypatch, tmp_path)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    cfg = cnf.DENSITY_PROFILES["smoke"]
+    first = cnf.run_density("smoke")
+    shutil.rmtree(tmp_path / "scratch")                            # what a fresh clone has
+    fewer = replace(cfg, cnf_variants=cfg.cnf_variants[:1])
+    monkeypatch.setitem(cnf.DENSITY_PROFILES, "smoke", fewer)
+    again = cnf.run_density("smoke")
+    assert again["config_hash"] != first["config_hash"]
+    assert again["subruns"]["trained_now"] == 0
+    assert again["metrics"]["runs"] == first["metrics"]["runs"]
+    kept = len(cnf.variant_specs(fewer))
+    assert again["metrics"]["cnf_variants"] == first["metrics"]["cnf_variants"][:kept]
+    # a run whose weights are gone is not restored: it trains again
+    shutil.rmtree(tmp_path / "scratch")
+    gone = cnf.density_specs(cfg)[0]
+    cnf._ckpt_path("cnf_density", "smoke", cnf.subrun_name(gone)).unlink()
+    assert cnf.restore_summaries("cnf_density", "smoke", [gone]) == 0

@@ -11,9 +11,10 @@ Three parts, one module:
 
 Every training run is a "sub-run" keyed by the hash of its own settings. Its resume state and its
 finished summary live in results.scratch_dir()/cnf/, so an interrupted profile loses at most one
-chunk of iterations, and changing the profile's list of runs reuses every finished one. Figure 4's planar
-NFs, whose paper budget is 500,000 iterations each, train first and stacked: the unfinished ones of a size
-and budget as one model (`train_stacked`), each with its own batches and optimiser state. Each
+chunk of iterations, and changing the profile's list of runs reuses every finished one (on a fresh clone,
+whose scratch folder is empty, `restore_summaries` writes the finished ones back from the stored record).
+Figure 4's planar NFs, whose paper budget is 500,000 iterations each, train first and stacked: the
+unfinished ones of a size and budget as one model (`train_stacked`), each with its own batches and optimiser state. Each
 finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt. From these
 the run then computes what the figures draw (`density_arrays`, `mle_arrays`: histograms of flow
 samples, the CNF's density on a grid) and stores it beside the record (`results.save_arrays`), so
@@ -24,6 +25,7 @@ Command line: python -m odecore.experiments cnf --profile reduced [--rerun]
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -256,6 +258,27 @@ def subrun_stem(spec: dict) -> Path:
     return scratch() / f"{subrun_name(spec)}-{results.subrun_key(spec)}"
 
 
+def restore_summaries(experiment: str, profile: str, specs: list[dict]) -> int:
+    """Write back, from the stored record, the summary of each finished sub-run in `specs` whose weights are here but
+    whose summary is not (the scratch folder is not committed). A fresh clone then reassembles a changed profile
+    without training again what the record already holds. Returns how many it wrote; none under rerun."""
+    record = results.load(experiment, profile)
+    if record is None or settings.current().rerun:
+        return 0
+    done = {r["name"]: r for key in ("runs", "cnf_variants") for r in record["metrics"].get(key, [])}
+    written = 0
+    for spec in specs:
+        name, summary = subrun_name(spec), subrun_stem(spec).with_suffix(".json")
+        run, settings_of = done.get(name), json.loads(json.dumps(spec))
+        if (run is None or summary.exists() or not _ckpt_path(experiment, profile, name).exists()
+                or any(run.get(k) != v for k, v in settings_of.items())):
+            continue
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_text(summary, json.dumps(run) + "\n")
+        written += 1
+    return written
+
+
 def train_subrun(spec: dict, experiment: str, profile: str, progress: bool) -> dict:
     """One sub-run: its stored summary, else trained (resuming if interrupted); see results.run_or_load."""
     name, stem = subrun_name(spec), subrun_stem(spec)
@@ -388,6 +411,7 @@ def run_density(profile: str | None = None) -> results.Record:
 
     def compute() -> dict:
         specs = density_specs(cfg)
+        restore_summaries("cnf_density", profile, specs + variant_specs(cfg))
         train_stacked(specs, profile, settings.current().progress)   # the NFs first, many at once
         runs = [train_subrun(s, "cnf_density", profile, settings.current().progress) for s in specs]
         variants = [train_subrun(s, "cnf_density", profile, settings.current().progress) for s in variant_specs(cfg)]
@@ -405,6 +429,7 @@ def run_mle(profile: str | None = None) -> results.Record:
     cfg = MLE_PROFILES[profile]
 
     def compute() -> dict:
+        restore_summaries("cnf_mle", profile, mle_specs(cfg))
         return {"runs": [train_subrun(s, "cnf_mle", profile, settings.current().progress) for s in mle_specs(cfg)]}
 
     record = results.cached("cnf_mle", profile, cfg, compute, seeds=list(cfg.seeds))

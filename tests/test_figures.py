@@ -320,6 +320,15 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     assert "The forward NFE grows under the authors' schedule" in mnist_figures.nfe_ablation_words(grows)
     short = {"metrics": {"variants": {**flat["metrics"]["variants"], "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
     assert "neither difference" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
+    assert "weight decay is not what" not in words                    # not trained yet
+    partway = {"metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 7, 8, 15)}}}
+    assert "weight decay is not what" not in mnist_figures.nfe_ablation_words(partway)
+    done = {"metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 14, 15, 15)}}}
+    assert "the weight decay is not what keeps our ODE-Net's NFE flat" in mnist_figures.nfe_ablation_words(done)
+    nowd_grows = {"metrics": {"variants": {**flat["metrics"]["variants"],
+                                           "onecycle_nowd": variant([22.0, 20.0] + [20.0 + i for i in range(13)], 15, 15)}}}
+    words = mnist_figures.nfe_ablation_words(nowd_grows)
+    assert "grows under one-cycle without weight decay" in words and "weight decay is not what" not in words
 
 
 def test_the_stacked_sentence_sets_stacked_runs_time_beside_a_lone_runs():

@@ -5,7 +5,8 @@ never the wall time of the run that assembled it (which only loads finished sub-
 under a second): for a record of many runs, the sum of each run's `train_time_s`; for a record of
 epochs (MNIST), the sum of every epoch's `time_s`; for a single run, its `train_time_s`; otherwise
 the wall time of the run that made it. Hours times the CPU threads each run used give CPU
-core-hours; hours on a GPU are GPU-hours.
+core-hours; hours on a GPU are GPU-hours. An epoch names the device and threads it trained on (its parts,
+where an interruption split it across thread counts); an epoch from before that was recorded, the record's.
 """
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
     if runs:
         return [(r.get("train_time_s", r.get("time_s")), r.get("device_name", device)) for r in runs], f"{len(runs)} runs"
     history = _epochs(m)
-    if history:
-        return [(e["time_s"], device) for e in history], f"{len(history)} epochs"
+    if history:   # an epoch says where it trained (odecore.train.fit), else the record's device stands for it
+        return [(seconds, where or device) for e in history
+                for seconds, where in e.get("segments", [(e["time_s"], e.get("device_name"))])], f"{len(history)} epochs"
     if "train_time_s" in m:
         return [(m["train_time_s"], device)], "one run"
     return [(record.get("wall_time_s") or 0.0, device)], NO_TRAINING

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm  # the text bar: tqdm.auto warns on every page of the book without ipywidgets
 
-from odecore import results
+from odecore import results, settings
 from odecore.solve import SolverError
 
 LossOut = Tensor | tuple[Tensor, dict[str, float]]
@@ -117,7 +117,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
             is cut off resumes at the step it reached (the skipped batches are regenerated).
 
     Returns:
-        One dict per epoch: epoch, loss (mean), time_s, averaged extras, evaluate's metrics.
+        One dict per epoch: epoch, loss (mean), time_s, averaged extras, evaluate's metrics, and where it
+        trained: device_name, or, for an epoch that an interruption split across processes with different
+        devices or thread counts, segments ([seconds, device_name] each), so that compute counts its
+        CPU core-hours at the threads each part used.
 
     Raises:
         FloatingPointError: the loss or, after a step, a parameter became NaN or infinite. That
@@ -143,12 +146,21 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
                      "scheduler": scheduler.state_dict() if scheduler is not None else None,
                      "rng": _rng_state(), "history": history, "epoch": epoch, "partial": part}, Path(checkpoint))
 
+    here = settings.device_name(next(model.parameters()).device)
+
+    def segments(part: dict, start: float, now: float) -> list[list]:
+        """The epoch's [seconds, device] parts until `now`: those of earlier processes, then this one's since `start`
+        (a state saved before parts were recorded gives its time with device None: the record's)."""
+        before = part.get("segments", [[part["time_s"], None]] if part["time_s"] else [])
+        return [*before, [now - start, here]]
+
     for epoch in range(start_epoch, num_epochs):
         model.train()
         part = partial or {"steps": 0, "sums": {}, "kept": {k: [] for k in keep_steps}, "time_s": 0.0}
         partial = None
         done, sums, kept = part["steps"], part["sums"], part["kept"]
-        tick = time.perf_counter() - part["time_s"]
+        start = time.perf_counter()
+        tick = start - part["time_s"]
         items = batches(epoch)
         total = getattr(items, "__len__", lambda: None)()
         bar = tqdm(items, desc=f"{desc} epoch {epoch + 1}/{num_epochs}", disable=not progress,
@@ -183,12 +195,19 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer,
                     kept[key].append(float(value))
             bar.set_postfix(loss=f"{extras['loss']:.4g}")
             if checkpoint is not None and checkpoint_every and steps % checkpoint_every == 0 and steps != total:
+                now = time.perf_counter()
                 save(epoch - 1, {"steps": steps, "sums": sums, "kept": kept,
-                                 "time_s": time.perf_counter() - tick})
+                                 "time_s": now - tick, "segments": segments(part, start, now)})
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
+        now = time.perf_counter()
         row = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()},
-               **{f"{k}_steps": v for k, v in kept.items()}, "time_s": time.perf_counter() - tick}
+               **{f"{k}_steps": v for k, v in kept.items()}, "time_s": now - tick}
+        parts = segments(part, start, now)
+        if {device for _, device in parts} == {here}:
+            row["device_name"] = here
+        else:
+            row["segments"] = parts
         if evaluate is not None:
             model.eval()
             row.update(evaluate(epoch))

@@ -167,3 +167,41 @@ def test_run_progress_reads_the_resume_state_then_the_finished_summary(tmp_path)
     assert summary is None and [h["epoch"] for h in history] == [1, 2]
     stem.with_suffix(".json").write_text('{"history": [], "final": true}')
     assert run_progress(stem) == ({"history": [], "final": True}, None)  # the summary wins once finished
+
+
+def test_an_epoch_split_across_thread_counts_says_where_each_part_trained(tmp_path):
+    """Cut off mid-epoch on one thread and resumed on two: that epoch's segments name both, the others one device,
+    and compute counts the CPU core-hours at the threads each part used."""
+    from odecore import compute
+
+    threads = torch.get_num_threads()
+    ckpt, calls = tmp_path / "run.pt", [0]
+    model, opt, sched, loss_fn, batches = make()
+
+    def cut(b):
+        calls[0] += 1
+        if calls[0] == 7:  # epoch 2, step 3: the checkpoint holds epoch 2, step 2
+            raise KeyboardInterrupt
+        return loss_fn(b)
+
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(KeyboardInterrupt):
+            fit(model, opt, cut, batches, num_epochs=3, checkpoint=ckpt, checkpoint_every=2, progress=False)
+        torch.set_num_threads(2)
+        model, opt, sched, loss_fn, batches = make()
+        history = fit(model, opt, loss_fn, batches, num_epochs=3, checkpoint=ckpt, checkpoint_every=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert history[0]["device_name"] == "cpu (1 threads)" and history[2]["device_name"] == "cpu (2 threads)"
+    split = history[1]
+    assert "device_name" not in split and [d for _, d in split["segments"]] == ["cpu (1 threads)", "cpu (2 threads)"]
+    assert sum(s for s, _ in split["segments"]) == pytest.approx(split["time_s"])
+    record = {"device_name": "cpu (8 threads)", "metrics": {"history": history}}
+    parts, source = compute.pieces(record)
+    assert source == "3 epochs" and len(parts) == 4 and {d for _, d in parts} == {"cpu (1 threads)", "cpu (2 threads)"}
+    seconds = {d: sum(s for s, dd in parts if dd == d) for d in ("cpu (1 threads)", "cpu (2 threads)")}
+    assert compute.of(record).cpu_core_hours == pytest.approx((seconds["cpu (1 threads)"] + 2 * seconds["cpu (2 threads)"]) / 3600)
+    # an epoch from before devices were recorded counts at the record's device
+    old = {"device_name": "cpu (8 threads)", "metrics": {"history": [{"epoch": 1, "time_s": 3600.0}]}}
+    assert compute.of(old).cpu_core_hours == pytest.approx(8.0)

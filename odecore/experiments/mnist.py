@@ -513,11 +513,12 @@ def run_nfe_ablation(seed: int = 0) -> results.Record:
     per step and its validation error, epoch by epoch (train with `train_ablation`, which resumes). Stored again
     whenever a variant has trained further; the record says how many epochs each variant has of how many."""
     tick = time.perf_counter()
-    variants = {}
+    variants, epochs = {}, []
     for variant, cfg in NFE_ABLATIONS.items():
         history = ablation_history(variant, seed)
         if not history:
             continue
+        epochs += [{k: h[k] for k in ("time_s", "device_name", "segments") if k in h} for h in history]   # compute
         variants[variant] = {
             "epochs_done": len(history), "epochs_planned": num_epochs(cfg, "odenet"),
             "nfe_forward": [float(np.mean(h["nfe_forward_steps"])) for h in history],
@@ -525,9 +526,8 @@ def run_nfe_ablation(seed: int = 0) -> results.Record:
             "val_error": [h["val_error"] for h in history], "loss": [h["loss"] for h in history],
             "time_s": [h["time_s"] for h in history],
             "settings": {k: getattr(cfg, k) for k in ("nesterov", "weight_decay", "schedule", "milestones", "crop_padding")}}
-    return results.save("mnist_nfe_ablation", "cpu", nfe_ablation_config(seed), {"variants": variants, "history": [
-        {"time_s": t} for v in variants.values() for t in v["time_s"]]}, seeds=[seed],
-        wall_time_s=time.perf_counter() - tick)
+    return results.save("mnist_nfe_ablation", "cpu", nfe_ablation_config(seed), {"variants": variants, "history": epochs},
+                        seeds=[seed], wall_time_s=time.perf_counter() - tick)
 
 
 def run(profile: str | None = None, *, progress: bool | None = None) -> list[results.Record]:

@@ -63,6 +63,12 @@ def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
     return [(record.get("wall_time_s") or 0.0, device)], NO_TRAINING
 
 
+def unattributed_epochs(record: dict) -> int:
+    """How many of a record's epochs trained before an epoch named its own device and threads: `of` counts them at
+    the record's, that of the process that assembled it, which may not be what they trained on."""
+    return sum(1 for e in _epochs(record["metrics"]) if "device_name" not in e and "segments" not in e)
+
+
 def of(record: dict) -> Compute:
     """The training compute behind `record`."""
     parts, source = pieces(record)

@@ -43,3 +43,11 @@ def test_irregular_and_regular_runs_are_two_runs():
     new = {"config": {"method": "lean_dopri5"}, "metrics": {"runs": [run("irregular", 200.0), run("regular", 150.0)]}}
     pair = compute.retrained(old, new)
     assert pair["runs"] == 2 and pair["speedup"] == pytest.approx(900 / 350) and pair["new_method"] == "lean_dopri5"
+
+
+def test_unattributed_epochs_are_those_without_their_own_device():
+    history = [{"epoch": 1, "time_s": 1.0}, {"epoch": 2, "time_s": 1.0, "device_name": "cpu (1 threads)"},
+               {"epoch": 3, "time_s": 2.0, "segments": [[1.0, None], [1.0, "cpu (2 threads)"]]}]
+    record = {"device_name": "cpu (2 threads)", "metrics": {"table1": {"odenet": {"history": [history]}}}}
+    assert compute.unattributed_epochs(record) == 1
+    assert compute.of(record).cpu_core_hours == pytest.approx((2 * 1.0 + 1.0 + 2 * 1.0 + 2 * 1.0) / 3600)

@@ -64,9 +64,13 @@ def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
 
 
 def unattributed_epochs(record: dict) -> int:
-    """How many of a record's epochs trained before an epoch named its own device and threads: `of` counts them at
-    the record's, that of the process that assembled it, which may not be what they trained on."""
-    return sum(1 for e in _epochs(record["metrics"]) if "device_name" not in e and "segments" not in e)
+    """How many epochs of a record kept by epoch (MNIST) trained, in whole or in part, before an epoch named its own
+    device and threads: `of` counts those parts at the record's, that of the process that assembled it, which may
+    not be what they trained on. 0 for a record of runs, whose pieces are the runs."""
+    if pieces(record)[1].endswith(" runs"):
+        return 0
+    return sum(1 for e in _epochs(record["metrics"])
+               if "device_name" not in e and any(d is None for _, d in e.get("segments", [(0.0, None)])))
 
 
 def of(record: dict) -> Compute:

@@ -49,5 +49,7 @@ def test_unattributed_epochs_are_those_without_their_own_device():
     history = [{"epoch": 1, "time_s": 1.0}, {"epoch": 2, "time_s": 1.0, "device_name": "cpu (1 threads)"},
                {"epoch": 3, "time_s": 2.0, "segments": [[1.0, None], [1.0, "cpu (2 threads)"]]}]
     record = {"device_name": "cpu (2 threads)", "metrics": {"table1": {"odenet": {"history": [history]}}}}
-    assert compute.unattributed_epochs(record) == 1
+    assert compute.unattributed_epochs(record) == 2          # the first, and the third's part from before
+    runs = {"device_name": "cpu (2 threads)", "metrics": {"runs": [{"train_time_s": 1.0, "history": history}]}}
+    assert compute.unattributed_epochs(runs) == 0
     assert compute.of(record).cpu_core_hours == pytest.approx((2 * 1.0 + 1.0 + 2 * 1.0 + 2 * 1.0) / 3600)

@@ -329,6 +329,10 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
                                            "onecycle_nowd": variant([22.0, 20.0] + [20.0 + i for i in range(13)], 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(nowd_grows)
     assert "grows under one-cycle without weight decay" in words and "weight decay is not what" not in words
+    ours_grows = {"metrics": {"variants": {**done["metrics"]["variants"],
+                                           "cpu": variant([22.0, 20.0] + [20.0 + i for i in range(13)], 15, 15)}}}
+    words = mnist_figures.nfe_ablation_words(ours_grows)
+    assert "grows under our cpu schedule" in words and "weight decay is not what" not in words
 
 
 def test_the_stacked_sentence_sets_stacked_runs_time_beside_a_lone_runs():

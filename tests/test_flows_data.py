@@ -203,8 +203,15 @@ def test_a_fresh_clone_reassembles_a_changed_profile_from_the_record_without_tra
     assert again["metrics"]["runs"] == first["metrics"]["runs"]
     kept = len(cnf.variant_specs(fewer))
     assert again["metrics"]["cnf_variants"] == first["metrics"]["cnf_variants"][:kept]
-    # a run whose weights are gone is not restored: it trains again
     shutil.rmtree(tmp_path / "scratch")
-    gone = cnf.density_specs(cfg)[0]
-    cnf._ckpt_path("cnf_density", "smoke", cnf.subrun_name(gone)).unlink()
-    assert cnf.restore_summaries("cnf_density", "smoke", [gone]) == 0
+    first_spec = cnf.density_specs(cfg)[0]
+    assert cnf.restore_summaries("cnf_density", "smoke", [{**first_spec, "lr": 0.5}]) == 0   # same name, other settings
+    monkeypatch.setenv("ODECORE_RERUN", "1")
+    assert cnf.restore_summaries("cnf_density", "smoke", [first_spec]) == 0                  # rerun trains afresh
+    monkeypatch.delenv("ODECORE_RERUN")
+    cnf.subrun_stem(first_spec).with_suffix(".pt").parent.mkdir(parents=True, exist_ok=True)
+    cnf.subrun_stem(first_spec).with_suffix(".pt").write_bytes(b"")                           # a training cut off
+    assert cnf.restore_summaries("cnf_density", "smoke", [first_spec]) == 0
+    cnf.subrun_stem(first_spec).with_suffix(".pt").unlink()
+    cnf._ckpt_path("cnf_density", "smoke", cnf.subrun_name(first_spec)).unlink()               # weights gone
+    assert cnf.restore_summaries("cnf_density", "smoke", [first_spec]) == 0

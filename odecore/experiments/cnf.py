@@ -261,22 +261,39 @@ def subrun_stem(spec: dict) -> Path:
 def restore_summaries(experiment: str, profile: str, specs: list[dict]) -> int:
     """Write back, from the stored record, the summary of each finished sub-run in `specs` whose weights are here but
     whose summary is not (the scratch folder is not committed). A fresh clone then reassembles a changed profile
-    without training again what the record already holds. Returns how many it wrote; none under rerun."""
+    without training again what the record already holds. Returns how many it wrote; none under rerun.
+
+    A summary is restored only when the weights were trained from exactly the spec (the checkpoint stores its spec),
+    the record's run has that spec's settings and did not fail, and no resume state says a newer training of it
+    was cut off; it is written under the sub-run's lock, so a process training it now is waited for."""
+    if settings.current().rerun:
+        return 0
     record = results.load(experiment, profile)
-    if record is None or settings.current().rerun:
+    if record is None:
         return 0
     done = {r["name"]: r for key in ("runs", "cnf_variants") for r in record["metrics"].get(key, [])}
     written = 0
     for spec in specs:
-        name, summary = subrun_name(spec), subrun_stem(spec).with_suffix(".json")
-        run, settings_of = done.get(name), json.loads(json.dumps(spec))
-        if (run is None or summary.exists() or not _ckpt_path(experiment, profile, name).exists()
-                or any(run.get(k) != v for k, v in settings_of.items())):
+        name, stem = subrun_name(spec), subrun_stem(spec)
+        summary, weights, wanted = stem.with_suffix(".json"), _ckpt_path(experiment, profile, name), _plain(spec)
+        run = done.get(name)
+        if run is None or "failed" in run or any(run.get(k) != v for k, v in wanted.items()):
+            continue
+        if summary.exists() or stem.with_suffix(".pt").exists() or not weights.exists():
+            continue
+        if _plain(train.load_checkpoint(weights)["spec"]) != wanted:
             continue
         summary.parent.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_text(summary, json.dumps(run) + "\n")
-        written += 1
+        with results.subrun_lock(summary):
+            if not summary.exists():
+                results.atomic_write_text(summary, json.dumps(run) + "\n")
+                written += 1
     return written
+
+
+def _plain(spec: dict) -> dict:
+    """A spec as JSON stores it (tuples as lists), so a spec and a stored one compare equal."""
+    return json.loads(json.dumps(spec))
 
 
 def train_subrun(spec: dict, experiment: str, profile: str, progress: bool) -> dict:

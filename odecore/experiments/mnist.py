@@ -518,7 +518,7 @@ def run_nfe_ablation(seed: int = 0) -> results.Record:
         history = ablation_history(variant, seed)
         if not history:
             continue
-        epochs += [{k: h[k] for k in ("time_s", "device_name", "segments") if k in h} for h in history]   # compute
+        epochs += [{k: h[k] for k in ("time_s", "device_name", "segments") if k in h} for h in history]   # for odecore.compute
         variants[variant] = {
             "epochs_done": len(history), "epochs_planned": num_epochs(cfg, "odenet"),
             "nfe_forward": [float(np.mean(h["nfe_forward_steps"])) for h in history],

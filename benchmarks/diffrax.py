@@ -80,6 +80,22 @@ sys.path.insert(0, str(ROOT))
 ODECORE_METHODS: tuple[str, ...] = ("dopri5", "lean_dopri5", "lean_dopri5+compile")
 
 
+# torch.compile's backend for the "+compile" rows, passed to the workers in their environment. "inductor" is what the
+# chapters use; "aot_eager" captures the same graphs and their backward without generating C++ (inductor's compile
+# takes most of a minute on a CPU), for the tests, which check the plumbing and not the speed.
+COMPILE_BACKEND_ENV = "ODECORE_BENCH_COMPILE_BACKEND"
+
+
+def use_compile_backend(backend: str) -> None:
+    """Compile lean_dopri5's steps with `backend` in this process (inductor is odecore's own choice)."""
+    if backend != "inductor":
+        import torch
+
+        from odecore import solve
+
+        solve._compiled["stages"] = torch.compile(solve._stages, backend=backend, dynamic=False)
+
+
 def solver_options(method: str) -> tuple[str, dict | None]:
     """The odesolve method and options a name of ODECORE_METHODS stands for."""
     name, _, extra = method.partition("+")
@@ -211,6 +227,7 @@ class TorchSide:
 
         torch.set_num_threads(threads)
         self.torch = torch
+        use_compile_backend(os.environ.get(COMPILE_BACKEND_ENV, "inductor"))
         state = {k[len("torch/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("torch/")}
         data = {k[len("data/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("data/")}
         if job["workload"] == "cnf":
@@ -476,9 +493,9 @@ def worker(job_path: str, side: str, threads: int) -> None:
 class Worker:
     """A side's process; `ask` sends a command and returns its reply."""
 
-    def __init__(self, job: Path, side: str, threads: int):
+    def __init__(self, job: Path, side: str, threads: int, compile_backend: str = "inductor"):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-               "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+               "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), COMPILE_BACKEND_ENV: compile_backend}
         if threads == 1:
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + JAX_THREAD_FLAGS).strip()
         self.side = side
@@ -501,7 +518,8 @@ class Worker:
 
 
 # ----------------------------------------------------------------------------------- one row
-def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, threads: int) -> list[dict]:
+def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, threads: int,
+            compile_backend: str = "inductor") -> list[dict]:
     """Time every side on one job in alternating rounds; one result row per side."""
     import numpy as np
 
@@ -509,7 +527,7 @@ def run_job(job: dict, folder: Path, sides: list[str], rounds: int, steps: int, 
     workers: list[Worker] = []
     try:
         for side in sides:                     # one process per side, started in turn (a JAX compile is heavy)
-            workers.append(Worker(path, side, threads))
+            workers.append(Worker(path, side, threads, compile_backend))
         for w in workers:                      # warm-up: one untimed step each
             w.warmup = w.ask(cmd="steps", n=1)["steps"][0]
             w.ready = w.ask(cmd="reset_peak")
@@ -669,6 +687,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="full", choices=("smoke", "full"),
                         help="the chapters' settings (full) or their smoke profile (tests)")
     parser.add_argument("--no-jax", action="store_true", help="odecore rows only, as without JAX installed")
+    parser.add_argument("--compile-backend", default="inductor", choices=("inductor", "aot_eager"),
+                        help="torch.compile backend of the +compile rows: inductor (the chapters'; default) or "
+                             "aot_eager (the same graphs without generated C++: a quick check of the plumbing)")
     parser.add_argument("--save", action="store_true", help="write data/results/diffrax_benchmark.json")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the parts of odecore's latent ODE iteration (where its time goes)")
@@ -688,7 +709,7 @@ def main(argv: list[str] | None = None) -> dict:
     from odecore import results
 
     out: dict = {"threads": args.threads, "rounds": args.rounds, "steps": args.steps, "profile": args.profile,
-                 "methods": list(ODECORE_METHODS), "jax": None, "rows": []}
+                 "methods": list(ODECORE_METHODS), "compile_backend": args.compile_backend, "jax": None, "rows": []}
     if jax_ok:
         import importlib.metadata as md
 
@@ -700,7 +721,7 @@ def main(argv: list[str] | None = None) -> dict:
         for job in jobs:
             print(f"{job['row']} ({job['weights']}), {args.threads} thread(s), {args.rounds} rounds x "
                   f"{args.steps} steps:", flush=True)
-            rows = run_job(job, Path(tmp), sides, args.rounds, args.steps, args.threads)
+            rows = run_job(job, Path(tmp), sides, args.rounds, args.steps, args.threads, args.compile_backend)
             compare(rows)
             for r in rows:
                 report(r)
@@ -708,6 +729,7 @@ def main(argv: list[str] | None = None) -> dict:
     out["summary"] = summary(out["rows"])
     if args.breakdown:
         torch.set_num_threads(args.threads)
+        use_compile_backend(args.compile_backend)
         out["latent_ode_breakdown"] = [latent_breakdown(args.profile, m) for m in ODECORE_METHODS]
         for b in out["latent_ode_breakdown"]:
             print(f"latent ODE iteration, {b['method']}: {b['ms_per_iteration']:.1f} ms = "

@@ -564,11 +564,14 @@ def cnf_variants_sentence(density: dict) -> str:
             parts.append(f"lowers the KL on {_and(ahead.target)}, where the CNF already matched the NF")
         if g.higher.any():
             parts.append(f"raises the KL on {_and(g[g.higher].target)}")
-        if (~g.lower & ~g.higher & ~reached).any():
-            parts.append(f"leaves it within the seeds' sd on {_and(g[~g.lower & ~g.higher & ~reached].target)}")
-        fell = g[~g.behind & ~g.matches]
-        if len(fell):
-            parts.append(f"puts the CNF behind the NF on {_and(fell.target)}, where as trained it matched")
+        unchanged, fell = ~g.lower & ~g.higher & ~reached, ~g.behind & ~g.matches
+        if (unchanged & ~fell).any():
+            parts.append(f"leaves it within the seeds' sd on {_and(g[unchanged & ~fell].target)}")
+        if (unchanged & fell).any():     # the KL moved less than the sd, but as far from the NF's as counts as behind
+            parts.append(f"leaves the KL within the seeds' sd of the runs as trained on {_and(g[unchanged & fell].target)} "
+                         "but behind the NF's beyond the combined sd, where as trained it matched within its wider sd")
+        if (fell & ~unchanged).any():
+            parts.append(f"puts the CNF behind the NF on {_and(g[fell & ~unchanged].target)}, where as trained it matched")
         if reached.any() or len(closer):
             helped.append(variant)
         per = "; ".join(_kl_against(r, f"{tables.number(r.after)} (seed {r.seed})", f"for seed {r.seed} as trained")

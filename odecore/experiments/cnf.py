@@ -14,8 +14,8 @@ finished summary live in results.scratch_dir()/cnf/, so an interrupted profile l
 chunk of iterations, and changing the profile's list of runs reuses every finished one (on a fresh clone,
 whose scratch folder is empty, `restore_summaries` writes the finished ones back from the stored record).
 Figure 4's planar NFs, whose paper budget is 500,000 iterations each, train first and stacked: the
-unfinished ones of a size and budget as one model (`train_stacked`), each with its own batches and optimiser state. Each
-finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt. From these
+unfinished ones of a size and budget as one model (`train_stacked`), each with its own batches and optimiser
+state. Each finished model is saved to results.checkpoint_dir()/<experiment>-<profile>/<name>.pt. From these
 the run then computes what the figures draw (`density_arrays`, `mle_arrays`: histograms of flow
 samples, the CNF's density on a grid) and stores it beside the record (`results.save_arrays`), so
 `odecore.figures.cnf` only draws.
@@ -133,8 +133,8 @@ DENSITY_PROFILES: dict[str, DensityConfig] = {
     # The paper's settings. Each NF also trains 20,000 iterations (4% of its 500,000, what `full` gave it before
     # stacking made the whole budget affordable), so the chapter can show what the budget changes; and the CNF with
     # 32 units trains 30,000 on the targets where it is behind the NF at the paper's budgets, to test whether its
-    # budget is why (about 0.6 h a run on one core; seed 0 so far). Where it is not (U2, U3), the CNF_VARIANTS test
-    # two of the settings the paper leaves open (6 to 9 minutes a run on one core); the annealed rate, which closed
+    # budget is why (about 0.6 h a run on one core; three seeds on U2 and U3, seed 0 on U1 so far). Where it is not
+    # (U2, U3), the CNF_VARIANTS test two of the settings the paper leaves open (6 to 9 minutes a run on one core); the annealed rate, which closed
     # the gap there, also on U1 and U4, so that the claim can be judged under it on every target.
     "full": DensityConfig(short_nf_iterations=20_000, long_cnf=(("U1", 32, (0,)), ("U2", 32, (0, 1, 2)), ("U3", 32, (0, 1, 2))),
                           long_iterations=30_000, cnf_variants=(

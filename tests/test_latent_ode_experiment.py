@@ -428,3 +428,27 @@ def test_the_ledger_gives_the_density_test_a_computed_verdict_apart_from_the_cla
     results.save("latent_ode_density", "full", cfg, {"runs": [], "summary": summary,
                                                      "design": exp.density_design(cfg)}, seeds=[0, 1, 2], wall_time_s=1.0)
     assert claim()["verdict"] == "deviates"
+
+
+def test_another_first_design_seed_trains_by_that_designs_recipe_beside_its_weights(dirs, tmp_path, monkeypatch):
+    """run_coverage trains a first-design seed whose weights are missing, by the recipe seed 0 recorded,
+    stores them beside the committed ones, and loads them on the next call."""
+    folder = tmp_path / "uniform"
+    folder.mkdir()
+    recipe = dataclasses.replace(exp.PROFILES["smoke"], design="covered", n_extrap=5, num_epochs=1)
+    seed0 = exp.build("latent_ode", recipe)
+    torch.save({"model": seed0.state_dict(), "config": dataclasses.asdict(recipe)}, folder / "latent_ode-n30-seed0.pt")
+    monkeypatch.setattr(exp, "UNIFORM_CHECKPOINTS", folder)
+    monkeypatch.setitem(exp.COVERAGE_PROFILES, "smoke", dataclasses.replace(exp.COVERAGE_PROFILES["smoke"], seeds=(0, 1)))
+    cfg = exp.first_design_config()
+    assert cfg.design == "uniform" and cfg.n_extrap == 5 and cfg.num_epochs == 1   # the recipe seed 0 recorded
+    first = exp.run_coverage("smoke")
+    seed1 = torch.load(folder / "latent_ode-n30-seed1.pt", weights_only=False)
+    assert seed1["config"]["design"] == "uniform" and seed1["metrics"]["iterations"] == 1 * -(-(40 - 10) // 10)
+    assert not any(torch.equal(seed1["model"][k], v) for k, v in seed0.state_dict().items() if v.numel() > 1)
+    assert [r["seed"] for r in first["metrics"]["runs"]] == [0, 1]
+    assert not list((tmp_path / "checkpoint").rglob("*.pt"))            # nothing beside the profiles' weights
+    mtime = (folder / "latent_ode-n30-seed1.pt").stat().st_mtime_ns
+    monkeypatch.setenv("ODECORE_RERUN", "1")
+    exp.run_coverage("smoke")                                            # the record again: seed 1 is loaded
+    assert (folder / "latent_ode-n30-seed1.pt").stat().st_mtime_ns == mtime

@@ -406,6 +406,26 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
         "0.0110 ± 0.0010 against 0.0300 at 10,000")
     assert cnf_figures.long_cnf_table(seeds3)["CNF 30,000 it."][0] == "0.0110 ± 0.0010"
     assert "longer 3 seeds; the CNF matches" in ledger._cnf_budget(seeds3)[0]["detail"]
+    # a longer run that blew up in training is named, with where and how far, before the verdict
+    calm = [0.5, 0.05] + [0.012] * 8 + [0.011] * 10
+    blown = [0.5, 0.05] + [0.012] * 8 + [0.0104, 0.02, 0.3, 0.9, 0.2, 0.1, 0.06, 0.05, 0.045, 0.04]
+    nfe = [30.0] * 12 + [100.0, 500.0] + [200.0] * 6
+    spiky = {**seeds3, "metrics": {"runs": [{**r, "loss": blown if r["seed"] == 1 else calm, "nfe": nfe}
+                                            if r["iterations"] == 30000 else r for r in seeds3["metrics"]["runs"]]}}
+    (row,) = cnf_figures.spikes(spiky, 30000).itertuples()
+    assert (row.seed, row.iteration, row.peak, row.lowest, row.nfe_before, row.peak_nfe) == (1, 21000, 0.9, 0.0104, 30, 500)
+    text = cnf_figures.long_cnf_sentence(spiky)
+    assert ("One longer run blew up in training under the held learning rate (seed 1 on U2, near iteration 21,000: its "
+            "training loss rose to 0.90 from 0.010 at its lowest before, its solves from 30 to as many as 500 evaluations, "
+            "and by iteration 30,000 it had come back only to 0.040 (final KL 0.011)). Its final KL counts in the mean on "
+            "U2 as trained;") in text
+    assert text.index("(3 seeds), the CNF reaches") < text.index("blew up") < text.index("So the CNF was behind")
+    assert cnf_figures.spikes(seeds3, 30000).empty and "blew up" not in cnf_figures.long_cnf_sentence(seeds3)
+    early = [0.5, 9.0] + calm[2:]                                    # the first tenth may swing: not a spike
+    assert cnf_figures.spikes({**spiky, "metrics": {"runs": [{**r, "loss": early} if "loss" in r else r
+                                                            for r in spiky["metrics"]["runs"]]}}, 30000).empty
+    unfinished = {**spiky, "metrics": {"runs": [r for r in spiky["metrics"]["runs"] if (r["iterations"], r["seed"]) != (30000, 2)]}}
+    assert cnf_figures.spike_sentence(unfinished) == ""                # its target's mean is not on the page yet
     partial = {**seeds3, "metrics": {"runs": [r for r in seeds3["metrics"]["runs"]
                                               if (r["iterations"], r["seed"]) != (30000, 2)]}}
     assert cnf_figures.long_cnf_against_nf(partial).empty           # a target waits for all the seeds it names

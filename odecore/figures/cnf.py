@@ -424,6 +424,56 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
                          for r in long_cnf_against_nf(density).itertuples()])
 
 
+SPIKE = 10.0   # a chunk's mean training loss this many times the lowest before it: the run blew up there
+
+
+def spikes(density: dict, iterations: int) -> pd.DataFrame:
+    """The CNF runs of `iterations` whose training loss blew up after their first tenth: a chunk's mean loss more than
+    SPIKE times the lowest chunk loss before it. Per run its peak (the chunk's last iteration and its loss), the lowest
+    loss before it and the evaluations per solve there, the most evaluations from there on, and where it ended (last
+    chunk's loss, final KL)."""
+    rows = []
+    for r in density["metrics"]["runs"]:
+        if r["kind"] != "cnf" or r["iterations"] != iterations or "kl" not in r or not r.get("loss"):
+            continue
+        loss = np.asarray(r["loss"], dtype=float)
+        start = max(len(loss) // 10, 1)
+        lowest = np.minimum.accumulate(loss)[start - 1:-1]          # the lowest before each chunk from `start` on
+        ratio = np.divide(loss[start:], lowest, out=np.zeros(len(lowest)), where=lowest > 0)
+        if not len(ratio) or ratio.max() <= SPIKE:
+            continue
+        peak = start + int(ratio.argmax())
+        best = int(np.argmin(loss[:peak]))
+        rows.append({"target": r["task"], "size": r["size"], "seed": r["seed"],
+                     "iteration": (peak + 1) * (r["iterations"] // len(loss)), "peak": float(loss[peak]),
+                     "lowest": float(loss[best]), "peak_nfe": float(max(r["nfe"][best:])), "nfe_before": float(r["nfe"][best]),
+                     "last": float(loss[-1]), "kl": float(r["kl"])})
+    return pd.DataFrame(rows, columns=["target", "size", "seed", "iteration", "peak", "lowest", "peak_nfe", "nfe_before",
+                                       "last", "kl"])
+
+
+def spike_sentence(density: dict) -> str:
+    """The longer CNF runs that blew up during training (`spikes`), of the targets whose longer runs have all finished,
+    in words; empty if none did."""
+    cfg = density["config"]
+    if cfg["long_iterations"] <= cfg["cnf_iterations"]:
+        return ""
+    sp = spikes(density, cfg["long_iterations"])
+    sp = sp[sp.target.isin(long_cnf_against_nf(density).target)]   # the targets whose means are on the page
+    if sp.empty:
+        return ""
+    say = lambda x: tables.number(x, 2)   # noqa: E731
+    each = "; ".join(f"seed {r.seed} on {r.target}, near iteration {r.iteration:,}: its training loss rose to {say(r.peak)} "
+                     f"from {say(r.lowest)} at its lowest before, its solves from {r.nfe_before:.0f} to as many as "
+                     f"{r.peak_nfe:.0f} evaluations, and by iteration {cfg['long_iterations']:,} it had come back only to "
+                     f"{say(r.last)} (final KL {say(r.kl)})" for r in sp.itertuples())
+    one = len(sp) == 1
+    return (f"{'One longer run' if one else f'{len(sp)} longer runs'} blew up in training under the held learning rate "
+            f"({each}). {'Its final KL counts' if one else 'Their final KLs count'} in the mean on "
+            f"{_and(sorted(set(sp.target)))} as trained; "
+            f"the spike shows in {'its' if one else 'their'} learning {'curve' if one else 'curves'} above.")
+
+
 def long_cnf_sentence(density: dict) -> str:
     """What the longer CNF runs show about the CNF's budget, in words (empty without them): per target the longer run's
     KL against the CNF's at its budget and the NF's, and what that says about why the CNF was behind."""
@@ -437,6 +487,8 @@ def long_cnf_sentence(density: dict) -> str:
             f"({long_cnf_seeds(long_cnf_rows(vs))}), the CNF "
             f"reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
             f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
+    if spiked := spike_sentence(density):
+        text += spiked + " "
     was = vs[vs.behind]
     caught, stays, falls = was[was.matches], was[~was.matches], vs[~vs.behind & ~vs.matches]
     parts = []

@@ -10,6 +10,22 @@ import torch
 from odecore import settings
 
 
+def in_process(*args: str, tmp_path, monkeypatch, capsys, **env: str) -> tuple[int, str]:
+    """The command's main in this process (no interpreter to start): its exit status and stderr."""
+    from odecore.experiments import main
+
+    for key in ("ODECORE_PROFILE", "ODECORE_RERUN", "ODECORE_DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**{f"ODECORE_{k}_DIR": str(tmp_path / k.lower()) for k in ("RESULTS", "CHECKPOINT", "SCRATCH")},
+                       **env}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        status = main(list(args))
+    except SystemExit as stop:           # argparse's refusal
+        status = stop.code
+    return status, capsys.readouterr().err
+
+
 def cli(*args: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
     folders = {f"ODECORE_{k}_DIR": str(tmp_path / k.lower()) for k in ("RESULTS", "CHECKPOINT", "SCRATCH")}
     clean = {k: v for k, v in os.environ.items() if k not in ("ODECORE_PROFILE", "ODECORE_RERUN", "ODECORE_DEVICE")}
@@ -35,18 +51,24 @@ def test_runs_a_chapter_then_serves_it_and_reruns_it(tmp_path):
     (("adjoint",), {"ODECORE_RERUN": "sometimes"}, "ODECORE_RERUN='sometimes'"),
     (("adjoint",), {"ODECORE_PROFILE": "huge"}, "ODECORE_PROFILE='huge'"),
 ])
-def test_bad_settings_exit_non_zero_naming_the_cause(tmp_path, args, env, message):
-    out = cli(*args, tmp_path=tmp_path, **env)
-    assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr
+def test_bad_settings_exit_non_zero_naming_the_cause(tmp_path, monkeypatch, capsys, args, env, message):
+    status, err = in_process(*args, tmp_path=tmp_path, monkeypatch=monkeypatch, capsys=capsys, **env)
+    assert status == 1 and message in err and err.startswith("error: ")
     assert not (tmp_path / "results").exists()                               # nothing ran
 
 
+def test_a_bad_setting_is_one_line_and_exit_status_1_from_the_command_line(tmp_path):
+    out = cli("adjoint", tmp_path=tmp_path, ODECORE_PROFILE="huge")
+    assert out.returncode == 1 and "ODECORE_PROFILE='huge'" in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_a_gpu_fails_before_any_work(tmp_path):
-    out = cli("mnist", "--profile", "smoke", tmp_path=tmp_path, ODECORE_DEVICE="cuda")
-    assert out.returncode == 1 and "no CUDA GPU" in out.stderr
+def test_cuda_without_a_gpu_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    status, err = in_process("mnist", "--profile", "smoke", tmp_path=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+                             ODECORE_DEVICE="cuda")
+    assert status == 1 and "no CUDA GPU" in err and not (tmp_path / "results").exists()
 
 
-def test_an_unknown_chapter_is_refused(tmp_path):
-    out = cli("resnet", tmp_path=tmp_path)
-    assert out.returncode == 2 and "invalid choice: 'resnet'" in out.stderr
+def test_an_unknown_chapter_is_refused(tmp_path, monkeypatch, capsys):
+    status, err = in_process("resnet", tmp_path=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert status == 2 and "invalid choice: 'resnet'" in err

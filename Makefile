@@ -27,9 +27,13 @@ book: env fresh-cache
 	$(JB)
 	touch _build/.inputs-stamp
 
+# In `make test`, what reads the built book waits for the strict build (above); alone, each reads the last build.
+AFTER_BOOK ?=
+BUILT := $(if $(AFTER_BOOK),test-book)
+
 # The execution cache keys a notebook by its code, so it cannot see a new record or a change in odecore:
 # when any of them is newer than the last build, executed notebooks and parsed pages are thrown away.
-fresh-cache:
+fresh-cache: $(BUILT)
 	@if [ -f _build/.inputs-stamp ] && [ -n "$$(find data/results data/checkpoints odecore -newer _build/.inputs-stamp -not -path '*/__pycache__/*' -print -quit)" ]; then \
 	  echo "records or odecore changed since the last build: re-executing every chapter"; \
 	  rm -rf _build/.jupyter_cache _build/.doctrees; fi
@@ -41,12 +45,12 @@ pdf: env fresh-cache
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
-# Two jobs (CI has two cores, and none of these writes what another reads): the package tests beside the
-# notebooks, the strict book build and the process-pool tests, which make takes in this order as a job frees;
-# the browser and PDF checks read the built book, so they follow it, side by side (each its own Chromium and port).
+# Two jobs (CI has two cores): the package tests beside the notebooks, then the strict book build, the
+# process-pool tests and the checks of the built book, which make takes in this order as a job frees. The browser
+# and PDF checks read the built book, so under AFTER_BOOK=1 they (and the cache check before the PDF) wait for the
+# strict build; each starts as soon as a core frees, beside the pool tests (each its own Chromium and port).
 test: env
-	$(MAKE) -j2 --output-sync=target test-package-core test-notebooks test-book test-pool
-	$(MAKE) -j2 --output-sync=target test-browser test-pdf
+	$(MAKE) -j2 --output-sync=target AFTER_BOOK=1 test-package-core test-notebooks test-book test-pool test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
 test-package: test-package-core test-pool
@@ -73,7 +77,7 @@ test-book: env
 # Every page of the built book in headless Chromium with no network but the local server: no JS
 # errors, math typeset, images loaded, links resolve; screenshots in _build/screenshots/.
 # Needs Debian's chromium and chromium-driver (.ci/run installs them); without them it skips.
-test-browser: env
+test-browser: env $(BUILT)
 	$(BIN)/python -m pytest -rs tests/test_reader.py tests/test_browser.py
 
 # `make pdf` inside `make test`: without Chromium (and CI unset) it says so and the check skips.

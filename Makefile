@@ -33,10 +33,12 @@ BUILT := $(if $(AFTER_BOOK),test-book)
 
 # The execution cache keys a notebook by its code, so it cannot see a new record or a change in odecore:
 # when any of them is newer than the last build, executed notebooks and parsed pages are thrown away.
-fresh-cache: $(BUILT)
-	@if [ -f _build/.inputs-stamp ] && [ -n "$$(find data/results data/checkpoints odecore -newer _build/.inputs-stamp -not -path '*/__pycache__/*' -print -quit)" ]; then \
+# (The strict build runs the same check in its own recipe: as a prerequisite it could let make start a later job first.)
+FRESH_CACHE = if [ -f _build/.inputs-stamp ] && [ -n "$$(find data/results data/checkpoints odecore -newer _build/.inputs-stamp -not -path '*/__pycache__/*' -print -quit)" ]; then \
 	  echo "records or odecore changed since the last build: re-executing every chapter"; \
 	  rm -rf _build/.jupyter_cache _build/.doctrees; fi
+fresh-cache: $(BUILT)
+	@$(FRESH_CACHE)
 
 # The whole book as one PDF, printed offline by Chromium from the single-page build (same execution
 # cache as `make book`): _build/pdf/book.pdf, then checked (tests/test_pdf.py).
@@ -71,8 +73,10 @@ test-notebooks: env
 
 # The strict build from scratch (an incremental build can hide an earlier warning).
 test-book: env
+	@$(FRESH_CACHE)
 	rm -rf _build/html _build/.doctrees
 	$(JB) --all
+	touch _build/.inputs-stamp
 
 # Every page of the built book in headless Chromium with no network but the local server: no JS
 # errors, math typeset, images loaded, links resolve; screenshots in _build/screenshots/.

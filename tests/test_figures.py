@@ -426,6 +426,17 @@ def test_the_longer_cnf_is_set_against_the_cnf_seeds_at_its_budget_and_the_nf_an
                                                             for r in spiky["metrics"]["runs"]]}}, 30000).empty
     unfinished = {**spiky, "metrics": {"runs": [r for r in spiky["metrics"]["runs"] if (r["iterations"], r["seed"]) != (30000, 2)]}}
     assert cnf_figures.spike_sentence(unfinished) == ""                # its target's mean is not on the page yet
+    def with_loss(loss, nfe=nfe):
+        return {**spiky, "metrics": {"runs": [{**r, "loss": loss, "nfe": nfe} if r.get("seed") == 1 and "loss" in r else r
+                                              for r in spiky["metrics"]["runs"]]}}
+    wobble = [0.5, 0.05] + [0.01] * 8 + [0.004, 0.03, 0.045] + [0.01] * 7   # ten times its lowest, yet below where it
+    assert cnf_figures.spikes(with_loss(wobble), 30000).empty                # stood after its first tenth
+    negative = [0.5, 0.05] + [0.01] * 8 + [-0.01, 0.3, 0.9] + [0.2] * 7     # a lowest below zero still lets one show
+    assert cnf_figures.spikes(with_loss(negative), 30000).peak.tolist() == [0.9]
+    healed = blown[:-1] + [0.0104]                                            # back where it was: "recovered"
+    assert "it had recovered, to 0.010 (final KL" in cnf_figures.spike_sentence(with_loss(healed))
+    uncounted = cnf_figures.spike_sentence(with_loss(blown, nfe=None))        # no evaluations recorded: no clause
+    assert "at its lowest before, and by iteration 30,000 it had come back only to 0.040" in uncounted
     partial = {**seeds3, "metrics": {"runs": [r for r in seeds3["metrics"]["runs"]
                                               if (r["iterations"], r["seed"]) != (30000, 2)]}}
     assert cnf_figures.long_cnf_against_nf(partial).empty           # a target waits for all the seeds it names

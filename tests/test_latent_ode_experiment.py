@@ -430,25 +430,33 @@ def test_the_ledger_gives_the_density_test_a_computed_verdict_apart_from_the_cla
     assert claim()["verdict"] == "deviates"
 
 
-def test_another_first_design_seed_trains_by_that_designs_recipe_beside_its_weights(dirs, tmp_path, monkeypatch):
-    """run_coverage trains a first-design seed whose weights are missing, by the recipe seed 0 recorded,
-    stores them beside the committed ones, and loads them on the next call."""
-    folder = tmp_path / "uniform"
-    folder.mkdir()
+def test_another_first_design_seed_trains_by_that_designs_recipe_beside_the_sessions_checkpoints(dirs, tmp_path,
+                                                                                                  monkeypatch):
+    """A first-design seed whose weights are missing is an error naming the command, unless run_coverage may train
+    it (the command line): then by the recipe seed 0 recorded, its weights beside the session's checkpoints (never
+    into the committed folder), loaded on the next call; weights that exist are never trained again."""
+    committed = tmp_path / "repo" / "latent_ode-uniform"                 # the committed folder, as named in the repo
+    committed.mkdir(parents=True)
     recipe = dataclasses.replace(exp.PROFILES["smoke"], design="covered", n_extrap=5, num_epochs=1)
     seed0 = exp.build("latent_ode", recipe)
-    torch.save({"model": seed0.state_dict(), "config": dataclasses.asdict(recipe)}, folder / "latent_ode-n30-seed0.pt")
-    monkeypatch.setattr(exp, "UNIFORM_CHECKPOINTS", folder)
+    torch.save({"model": seed0.state_dict(), "config": dataclasses.asdict(recipe), "metrics": {"iterations": 7}},
+               committed / "latent_ode-n30-seed0.pt")
+    monkeypatch.setattr(exp, "UNIFORM_CHECKPOINTS", committed)
     monkeypatch.setitem(exp.COVERAGE_PROFILES, "smoke", dataclasses.replace(exp.COVERAGE_PROFILES["smoke"], seeds=(0, 1)))
     cfg = exp.first_design_config()
     assert cfg.design == "uniform" and cfg.n_extrap == 5 and cfg.num_epochs == 1   # the recipe seed 0 recorded
-    first = exp.run_coverage("smoke")
-    seed1 = torch.load(folder / "latent_ode-n30-seed1.pt", weights_only=False)
+    with pytest.raises(FileNotFoundError, match="python -m odecore.experiments latent_ode --profile smoke"):
+        exp.run_coverage("smoke")                                       # a book build never trains
+    first = exp.run_coverage("smoke", train_missing=True, progress=False)
+    trained = tmp_path / "checkpoint" / "latent_ode-uniform" / "latent_ode-n30-seed1.pt"
+    assert exp.first_design_weights(30, 1) == trained and sorted(p.name for p in committed.iterdir()) == [
+        "latent_ode-n30-seed0.pt"]
+    seed1 = torch.load(trained, weights_only=False)
     assert seed1["config"]["design"] == "uniform" and seed1["metrics"]["iterations"] == 1 * -(-(40 - 10) // 10)
     assert not any(torch.equal(seed1["model"][k], v) for k, v in seed0.state_dict().items() if v.numel() > 1)
-    assert [r["seed"] for r in first["metrics"]["runs"]] == [0, 1]
-    assert not list((tmp_path / "checkpoint").rglob("*.pt"))            # nothing beside the profiles' weights
-    mtime = (folder / "latent_ode-n30-seed1.pt").stat().st_mtime_ns
+    assert [(r["seed"], r["iterations_trained"]) for r in first["metrics"]["runs"]] == [(0, 7), (1, 3)]
+    mtime = trained.stat().st_mtime_ns
     monkeypatch.setenv("ODECORE_RERUN", "1")
-    exp.run_coverage("smoke")                                            # the record again: seed 1 is loaded
-    assert (folder / "latent_ode-n30-seed1.pt").stat().st_mtime_ns == mtime
+    exp.run_coverage("smoke", train_missing=True)                       # the record again: seed 1 is loaded
+    assert exp.train_first_design(30, 0) == {"iterations": 7}           # the committed seed: as stored
+    assert trained.stat().st_mtime_ns == mtime

@@ -424,14 +424,15 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
                          for r in long_cnf_against_nf(density).itertuples()])
 
 
-SPIKE = 10.0   # a chunk's mean training loss this many times the lowest before it: the run blew up there
+SPIKE = 10.0   # a chunk's mean training loss risen this many times the lowest before it: the run blew up there
 
 
 def spikes(density: dict, iterations: int) -> pd.DataFrame:
-    """The CNF runs of `iterations` whose training loss blew up after their first tenth: a chunk's mean loss more than
-    SPIKE times the lowest chunk loss before it. Per run its peak (the chunk's last iteration and its loss), the lowest
-    loss before it and the evaluations per solve there, the most evaluations from there on, and where it ended (last
-    chunk's loss, final KL)."""
+    """The CNF runs of `iterations` whose training loss blew up after their first tenth: a chunk's mean loss above
+    where the run stood at the end of its first tenth and risen from the lowest before it by more than (SPIKE - 1)
+    times that lowest's size (for a positive lowest: above SPIKE times it). Per run its peak (the highest such chunk's
+    last iteration and loss), the lowest loss before it and the evaluations per solve there, the most evaluations
+    from there on (NaN without a record of them), and where it ended (last chunk's loss, final KL)."""
     rows = []
     for r in density["metrics"]["runs"]:
         if r["kind"] != "cnf" or r["iterations"] != iterations or "kl" not in r or not r.get("loss"):
@@ -439,39 +440,51 @@ def spikes(density: dict, iterations: int) -> pd.DataFrame:
         loss = np.asarray(r["loss"], dtype=float)
         start = max(len(loss) // 10, 1)
         lowest = np.minimum.accumulate(loss)[start - 1:-1]          # the lowest before each chunk from `start` on
-        ratio = np.divide(loss[start:], lowest, out=np.zeros(len(lowest)), where=lowest > 0)
-        if not len(ratio) or ratio.max() <= SPIKE:
+        later = loss[start:]
+        blown = (later > loss[start - 1]) & (later - lowest > (SPIKE - 1) * np.abs(lowest))
+        if not blown.any():
             continue
-        peak = start + int(ratio.argmax())
+        peak = start + int(np.argmax(np.where(blown, later, -np.inf)))
         best = int(np.argmin(loss[:peak]))
+        nfe = r.get("nfe") or []
+        counted = len(nfe) == len(loss) and all(x is not None for x in nfe)
+        chunk = r.get("chunk") or r["iterations"] // len(loss)
         rows.append({"target": r["task"], "size": r["size"], "seed": r["seed"],
-                     "iteration": (peak + 1) * (r["iterations"] // len(loss)), "peak": float(loss[peak]),
-                     "lowest": float(loss[best]), "peak_nfe": float(max(r["nfe"][best:])), "nfe_before": float(r["nfe"][best]),
-                     "last": float(loss[-1]), "kl": float(r["kl"])})
-    return pd.DataFrame(rows, columns=["target", "size", "seed", "iteration", "peak", "lowest", "peak_nfe", "nfe_before",
+                     "iteration": min((peak + 1) * chunk, r["iterations"]), "peak": float(loss[peak]),
+                     "lowest": float(loss[best]), "nfe_before": float(nfe[best]) if counted else np.nan,
+                     "peak_nfe": float(max(nfe[best:])) if counted else np.nan, "last": float(loss[-1]),
+                     "kl": float(r["kl"])})
+    return pd.DataFrame(rows, columns=["target", "size", "seed", "iteration", "peak", "lowest", "nfe_before", "peak_nfe",
                                        "last", "kl"])
 
 
 def spike_sentence(density: dict) -> str:
-    """The longer CNF runs that blew up during training (`spikes`), of the targets whose longer runs have all finished,
-    in words; empty if none did."""
+    """The longer CNF runs that blew up during training (`spikes`), of those in the means on the page (the targets
+    whose longer runs have all finished), in words; empty if none did."""
     cfg = density["config"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
         return ""
+    shown = {(r.target, r.size, s) for r in long_cnf_against_nf(density).itertuples() for s in r.long_seeds}
     sp = spikes(density, cfg["long_iterations"])
-    sp = sp[sp.target.isin(long_cnf_against_nf(density).target)]   # the targets whose means are on the page
+    sp = sp[[(r.target, r.size, r.seed) in shown for r in sp.itertuples()]]
     if sp.empty:
         return ""
     say = lambda x: tables.number(x, 2)   # noqa: E731
-    each = "; ".join(f"seed {r.seed} on {r.target}, near iteration {r.iteration:,}: its training loss rose to {say(r.peak)} "
-                     f"from {say(r.lowest)} at its lowest before, its solves from {r.nfe_before:.0f} to as many as "
-                     f"{r.peak_nfe:.0f} evaluations, and by iteration {cfg['long_iterations']:,} it had come back only to "
-                     f"{say(r.last)} (final KL {say(r.kl)})" for r in sp.itertuples())
-    one = len(sp) == 1
-    return (f"{'One longer run' if one else f'{len(sp)} longer runs'} blew up in training under the held learning rate "
-            f"({each}). {'Its final KL counts' if one else 'Their final KLs count'} in the mean on "
-            f"{_and(sorted(set(sp.target)))} as trained; "
-            f"the spike shows in {'its' if one else 'their'} learning {'curve' if one else 'curves'} above.")
+
+    def one(r) -> str:
+        solves = ("" if np.isnan(r.peak_nfe) else f", its solves from {tables.number(round(r.nfe_before))} to as many as "
+                  f"{tables.number(round(r.peak_nfe))} evaluations")
+        back = "had recovered, to" if r.last - r.lowest <= 0.5 * abs(r.lowest) else "had come back only to"
+        return (f"seed {r.seed} on {r.target}, near iteration {r.iteration:,}: its training loss rose to {say(r.peak)} "
+                f"from {say(r.lowest)} at its lowest before{solves}, and by iteration {cfg['long_iterations']:,} it "
+                f"{back} {say(r.last)} (final KL {say(r.kl)})")
+
+    single = len(sp) == 1
+    return (f"{'One longer run' if single else f'{len(sp)} longer runs'} blew up in training under the held learning "
+            f"rate ({'; '.join(one(r) for r in sp.itertuples())}). "
+            f"{'Its final KL counts' if single else 'Their final KLs count'} in the mean on "
+            f"{_and(sorted(set(sp.target)))} as trained; the spike shows in {'its' if single else 'their'} learning "
+            f"{'curve' if single else 'curves'} above.")
 
 
 def long_cnf_sentence(density: dict) -> str:

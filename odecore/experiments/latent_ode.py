@@ -639,9 +639,10 @@ def run_coverage(profile: str | None = None, *, train_missing: bool = False, pro
                 x, t_obs, idx = spiral_data.observe(d, n, cfg.data_seed)
                 which = d.test[:cc.n_eval]
                 m = evaluate(net, d, x, t_obs, idx, which, cfg)
+                trained = {k: state["metrics"][k] for k in ("train_time_s", "device_name") if k in state["metrics"]}
                 runs.append({**m, "n": n, "seed": seed, "theta0": d.theta0[which].tolist(),
                              "coverage": spiral_data.coverage(d, idx),
-                             "iterations_trained": state["metrics"]["iterations"]})
+                             "iterations_trained": state["metrics"]["iterations"], **trained})   # its compute
         return {"runs": runs}
 
     return results.cached("latent_ode_coverage", profile, cc, compute, seeds=list(cc.seeds))

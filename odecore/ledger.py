@@ -220,7 +220,7 @@ def _cnf_budget(density: dict) -> list[dict]:
     """Figure 4's CNF trained for longer than the profile's CNF budget, against the NF with as many layers at the
     profile's NF budget: is the CNF behind for lack of iterations? Judged by the claim's own rule on the targets
     it was trained on; nothing while the profile trains no such CNF."""
-    from odecore.figures.cnf import long_cnf_against_nf, long_cnf_rows, long_cnf_seeds
+    from odecore.figures.cnf import long_cnf_against_nf, long_cnf_rows, long_cnf_seeds, spread_only
 
     vs = long_cnf_against_nf(density)
     if vs.empty:
@@ -231,7 +231,7 @@ def _cnf_budget(density: dict) -> list[dict]:
     detail = (f"{_kl_moves(vs.target, vs.before, vs.after, vs.nf, vs.share)} (at {cfg['cnf_iterations']:,} the mean of "
               f"{int(vs.seeds.max())} seeds, longer {long_cnf_seeds(long_cnf_rows(vs))}; the CNF matches or beats the NF on "
               f"{int(vs.matches.sum())} of {len(vs)}")
-    wide = vs[vs.behind & vs.matches & ~(vs.share > 0)].target     # within the NF's sd by the seeds' spread alone
+    wide = spread_only(vs).target
     detail += (f", on {', '.join(wide)} only because its longer seeds spread wider, its mean no closer)" if len(wide)
                else ")")
     return [_claim(claim, "Sec. 4, Fig. 4", matches_or_beats(int(vs.matches.sum()), len(vs)), detail, density, "cnf",

@@ -10,14 +10,21 @@ import torch
 from odecore import settings
 
 
+CLEARED = ("ODECORE_PROFILE", "ODECORE_RERUN", "ODECORE_DEVICE")   # settings a run takes from its own arguments
+
+
+def folders(tmp_path) -> dict[str, str]:
+    """The run's results, checkpoints and scratch, under the test's folder."""
+    return {f"ODECORE_{k}_DIR": str(tmp_path / k.lower()) for k in ("RESULTS", "CHECKPOINT", "SCRATCH")}
+
+
 def in_process(*args: str, tmp_path, monkeypatch, capsys, **env: str) -> tuple[int, str]:
     """The command's main in this process (no interpreter to start): its exit status and stderr."""
     from odecore.experiments import main
 
-    for key in ("ODECORE_PROFILE", "ODECORE_RERUN", "ODECORE_DEVICE"):
+    for key in CLEARED:
         monkeypatch.delenv(key, raising=False)
-    for key, value in {**{f"ODECORE_{k}_DIR": str(tmp_path / k.lower()) for k in ("RESULTS", "CHECKPOINT", "SCRATCH")},
-                       **env}.items():
+    for key, value in {**folders(tmp_path), **env}.items():
         monkeypatch.setenv(key, value)
     try:
         status = main(list(args))
@@ -27,10 +34,9 @@ def in_process(*args: str, tmp_path, monkeypatch, capsys, **env: str) -> tuple[i
 
 
 def cli(*args: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
-    folders = {f"ODECORE_{k}_DIR": str(tmp_path / k.lower()) for k in ("RESULTS", "CHECKPOINT", "SCRATCH")}
-    clean = {k: v for k, v in os.environ.items() if k not in ("ODECORE_PROFILE", "ODECORE_RERUN", "ODECORE_DEVICE")}
+    clean = {k: v for k, v in os.environ.items() if k not in CLEARED}
     return subprocess.run([sys.executable, "-m", "odecore.experiments", *args], capture_output=True, text=True,
-                          env={**clean, **folders, "OMP_NUM_THREADS": "1", **env}, cwd=settings.ROOT, timeout=600)
+                          env={**clean, **folders(tmp_path), "OMP_NUM_THREADS": "1", **env}, cwd=settings.ROOT, timeout=600)
 
 
 def test_runs_a_chapter_then_serves_it_and_reruns_it(tmp_path):

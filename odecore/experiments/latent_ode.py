@@ -575,10 +575,11 @@ def first_design_weights(n: int, seed: int) -> Path:
     return committed if committed.exists() else results.checkpoint_dir() / UNIFORM_CHECKPOINTS.name / name
 
 
-def first_design_config() -> Config:
-    """The first design's training, as its seed 0 recorded it (400 epochs, 50 times beyond, torchdiffeq's dopri5)."""
-    state = train.load_checkpoint(UNIFORM_CHECKPOINTS / "latent_ode-n30-seed0.pt")
-    return Config(**{**dataclasses.asdict(Config()), **_tuples(state["config"]), "design": "uniform"})
+def first_design_config(saved: dict | None = None, **changes) -> Config:
+    """The first design's training as a checkpoint's config recorded it (`saved`; default seed 0's: 400 epochs,
+    50 times beyond, torchdiffeq's dopri5), with `changes`."""
+    saved = saved or train.load_checkpoint(UNIFORM_CHECKPOINTS / "latent_ode-n30-seed0.pt")["config"]
+    return Config(**{**dataclasses.asdict(Config()), **_tuples(saved), "design": "uniform", **changes})
 
 
 def train_first_design(n: int, seed: int, *, progress: bool = True) -> dict:
@@ -623,15 +624,14 @@ def run_coverage(profile: str | None = None, *, train_missing: bool = False, pro
         for n in cc.obs_counts:
             for seed in cc.seeds:
                 path = first_design_weights(n, seed)
-                if not path.exists() and not train_missing:
-                    raise FileNotFoundError(f"{path} is missing: run `python -m odecore.experiments latent_ode "
-                                            f"--profile {profile}` to train the first design's seed {seed} at n = {n}")
                 if not path.exists():
+                    if not train_missing:
+                        raise FileNotFoundError(f"{path} is missing: run `python -m odecore.experiments latent_ode "
+                                                f"--profile {profile}` to train the first design's seed {seed} at n = {n}")
                     train_first_design(n, seed, progress=progress)
                 state = train.load_checkpoint(path)
-                cfg = Config(**{**dataclasses.asdict(Config()), **_tuples(state["config"]), "design": "uniform",
-                                "n_extrap": PROFILES["full"].n_extrap, "eval_rtol": cc.eval_rtol,
-                                "eval_atol": cc.eval_atol})
+                cfg = first_design_config(state["config"], n_extrap=PROFILES["full"].n_extrap, eval_rtol=cc.eval_rtol,
+                                          eval_atol=cc.eval_atol)
                 net = build("latent_ode", cfg)
                 net.load_state_dict(state["model"])
                 net.eval()

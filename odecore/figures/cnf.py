@@ -458,13 +458,20 @@ def spikes(density: dict, iterations: int) -> pd.DataFrame:
                                        "last", "kl"])
 
 
-def spike_sentence(density: dict) -> str:
+def spread_only(vs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `long_cnf_against_nf` within the NF's sd only because the longer seeds spread wider: behind at the
+    budget, matching now, yet the mean no closer to the NF."""
+    return vs[vs.behind & vs.matches & ~(vs.share > 0)]
+
+
+def spike_sentence(density: dict, vs: pd.DataFrame | None = None) -> str:
     """The longer CNF runs that blew up during training (`spikes`), of those in the means on the page (the targets
-    whose longer runs have all finished), in words; empty if none did."""
+    whose longer runs have all finished: `long_cnf_against_nf`, or its rows `vs`), in words; empty if none did."""
     cfg = density["config"]
     if cfg["long_iterations"] <= cfg["cnf_iterations"]:
         return ""
-    shown = {(r.target, r.size, s) for r in long_cnf_against_nf(density).itertuples() for s in r.long_seeds}
+    vs = long_cnf_against_nf(density) if vs is None else vs
+    shown = {(r.target, r.size, s) for r in vs.itertuples() for s in r.long_seeds}
     sp = spikes(density, cfg["long_iterations"])
     sp = sp[[(r.target, r.size, r.seed) in shown for r in sp.itertuples()]]
     if sp.empty:
@@ -501,19 +508,18 @@ def long_cnf_sentence(density: dict) -> str:
             f"({long_cnf_seeds(long_cnf_rows(vs))}), the CNF "
             f"reaches: {per} (the CNF at {cfg['cnf_iterations']:,} and the NF at "
             f"{cfg['nf_iterations']:,} iterations as means over their seeds, {int(vs.seeds.max())} for the CNF). ")
-    if spiked := spike_sentence(density):
+    if spiked := spike_sentence(density, vs):
         text += spiked + " "
     was = vs[vs.behind]
     caught, stays, falls = was[was.matches], was[~was.matches], vs[~vs.behind & ~vs.matches]
-    # within the NF's sd only because its seeds now spread wider, its mean no closer: more iterations did not help
-    closer, spread_only = caught[caught.share > 0], caught[~(caught.share > 0)]
+    closer, spread = caught[caught.share > 0], spread_only(vs)   # the latter: more iterations did not help
     parts = []
     if len(closer):
         parts.append(f"on {say(closer)} the longer training brings it from behind the NF to within the seeds' combined "
                      "sd or better")
-    if len(spread_only):
-        sds = ", ".join(f"{tables.number(r.after_sd)} on {r.target}" for r in spread_only.itertuples())
-        parts.append(f"on {say(spread_only)} its mean KL is no closer to the NF than at its budget, yet its seeds spread "
+    if len(spread):
+        sds = ", ".join(f"{tables.number(r.after_sd)} on {r.target}" for r in spread.itertuples())
+        parts.append(f"on {say(spread)} its mean KL is no closer to the NF than at its budget, yet its seeds spread "
                      f"so widely (sd {sds}) that the NF lies within their combined sd")
     stays_closer, stays_flat = stays[stays.lower], stays[~stays.lower]
     if len(stays_closer):
@@ -528,13 +534,13 @@ def long_cnf_sentence(density: dict) -> str:
         text += "; ".join(parts)[0].upper() + "; ".join(parts)[1:] + ". "
     if not len(was):
         return text + "It was not behind the NF on these targets at its budget, so they cannot tell why it is elsewhere."
-    unhelped = pd.concat([spread_only, stays])
+    unhelped = pd.concat([spread, stays])
     if not len(unhelped):
         return text + (f"So the CNF was behind for lack of iterations: with {cfg['long_iterations']:,} it catches up "
                        f"with the NF's {cfg['nf_iterations']:,}.")
     if not len(closer) and not was.lower.any():
         return text + "More iterations do not bring it closer, so its budget is not why it is behind."
-    flat = pd.concat([spread_only, stays_flat])
+    flat = pd.concat([spread, stays_flat])
     flat = f" on {_and(flat.target)} more iterations do not help beyond the seeds' sd, and" if len(flat) else ""
     rest = (f" What holds the CNF back on {_and(unhelped.target)} is not yet tested: the settings the paper leaves open "
             f"(the hypernetwork's width, the learning rate, {UNTESTED}) are ours, and a run varying them would tell."

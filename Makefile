@@ -47,12 +47,13 @@ pdf: env fresh-cache
 	$(BIN)/python tests/print_pdf.py $(PDF_FLAGS)
 	$(BIN)/python -m pytest -rs tests/test_pdf.py
 
-# Two jobs (CI has two cores): the package tests beside the notebooks, then the strict book build, the
-# process-pool tests and the checks of the built book, which make takes in this order as a job frees. The browser
-# and PDF checks read the built book, so under AFTER_BOOK=1 they (and the cache check before the PDF) wait for the
-# strict build; each starts as soon as a core frees, beside the pool tests (each its own Chromium and port).
+# Two jobs (CI has two cores): the package tests beside the notebooks, then the process-pool tests, the strict book
+# build and the checks of the built book, which make takes in this order as a job frees. The pool tests go first,
+# on the core the notebooks free: they are the longest job left, and behind the book build they ended last while
+# the other core idled. The browser and PDF checks read the built book, so under AFTER_BOOK=1 they (and the cache
+# check before the PDF) wait for the strict build, then take a core each (each its own Chromium and port).
 test: env
-	$(MAKE) -j2 --output-sync=target AFTER_BOOK=1 test-package-core test-notebooks test-book test-pool test-browser test-pdf
+	$(MAKE) -j2 --output-sync=target AFTER_BOOK=1 test-package-core test-notebooks test-pool test-book test-browser test-pdf
 
 # Tests marked `book` need the built book; they run after it (test-browser, test-pdf).
 test-package: test-package-core test-pool

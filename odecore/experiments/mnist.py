@@ -11,6 +11,7 @@ figures are drawn from it by `odecore.figures.mnist`.
 """
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import resource
@@ -167,11 +168,18 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: Config, epochs: int, steps_per_e
 
 
 @torch.no_grad()
+def misclassified(model: nn.Module, x: Tensor, y: Tensor, batch: int) -> list[int]:
+    """Indices of the images `model` gets wrong, evaluated in batches of `batch` from the first image (an adaptive
+    solver's steps depend on the whole batch, so the same batches give the same answers). Stored with a test error,
+    they let a check re-derive it image by image on a few batches (tests/test_mnist_weights.py)."""
+    model.eval()
+    wrong = torch.cat([model(x[i:i + batch]).argmax(1) != y[i:i + batch] for i in range(0, len(x), batch)])
+    return wrong.nonzero().flatten().tolist()
+
+
 def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch: int) -> float:
     """Classification error in percent."""
-    model.eval()
-    wrong = sum(int((model(x[i:i + batch]).argmax(1) != y[i:i + batch]).sum()) for i in range(0, len(x), batch))
-    return 100.0 * wrong / len(x)
+    return 100.0 * len(misclassified(model, x, y, batch)) / len(x)
 
 
 def _parts_dir(profile: str) -> Path:
@@ -232,9 +240,10 @@ def train_one(name: str, seed: int, cfg: Config, mnist: data.MNIST, profile: str
     model.load_state_dict(best["model"])
     atomic_save({"model": best["model"], "name": name, "seed": seed, "config": results.as_dict(cfg),
                  "epoch": best["epoch"], "val_error": best["val_error"]}, weights_path(profile, name, seed))
-    test_error = error_rate(model, mnist.test_x, mnist.test_y, cfg.eval_batch)  # the one look at the test set
+    wrong = misclassified(model, mnist.test_x, mnist.test_y, cfg.eval_batch)  # the one look at the test set
     steps_per_epoch = len(batches(0))
-    return {"model": name, "seed": seed, "test_error": test_error, "best_epoch": best["epoch"],
+    return {"model": name, "seed": seed, "test_error": 100.0 * len(wrong) / len(mnist.test_x), "misclassified": wrong,
+            "best_epoch": best["epoch"],
             "val_error": best["val_error"], "history": history, "params": models.count_params(model),
             "time_per_epoch_s": float(np.mean([h["time_s"] for h in history])),
             "train_time_s": float(sum(h["time_s"] for h in history)),
@@ -448,6 +457,7 @@ def _summarise(runs: list[dict], memory: dict) -> dict:
            "test_error": errs, "test_error_mean": float(np.mean(errs)),
            "test_error_std": float(np.std(errs, ddof=1)) if len(errs) > 1 else None,
            "val_error": [r["val_error"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
+           "misclassified": [r.get("misclassified") for r in runs],
            "time_per_epoch_s": float(np.mean([r["time_per_epoch_s"] for r in runs])),
            "images_per_epoch": first["images_per_epoch"], "memory": memory,
            "history": [r["history"] for r in runs]}
@@ -461,10 +471,15 @@ def _summarise(runs: list[dict], memory: dict) -> dict:
     return out
 
 
+def _subrun_stem(profile: str, cfg: Config, name: str, seed: int) -> Path:
+    """Where one (model, seed) keeps its summary (.json); train_one's resume state and best weights lie beside it."""
+    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
+    return _parts_dir(profile) / f"{name}-seed{seed}-{key}"
+
+
 def subrun(profile: str, cfg: Config, mnist: data.MNIST, name: str, seed: int, *, progress: bool) -> dict:
     """One (model, seed) of a profile: its stored summary, else trained (resuming); see results.run_or_load."""
-    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model=name, seed=seed, num_epochs=num_epochs(cfg, name))
-    stem = _parts_dir(profile) / f"{name}-seed{seed}-{key}"   # train_one's resume state and best weights beside it
+    stem = _subrun_stem(profile, cfg, name, seed)
     return results.run_or_load(stem.with_suffix(".json"), lambda: train_one(name, seed, cfg, mnist, profile, progress=progress),
                                resume=(stem.with_suffix(".pt"), stem.with_name(stem.name + "-best.pt")),
                                writes=(weights_path(profile, name, seed),))
@@ -476,6 +491,30 @@ def train_subrun(profile: str, name: str, seed: int, progress: bool = False) -> 
     cfg = PROFILES[profile]
     mnist = data.splits(cfg.n_val, n_train=cfg.n_train, n_test=cfg.n_test, device=profiles.device())
     return subrun(profile, cfg, mnist, name, seed, progress=progress)
+
+
+def add_misclassified(profile: str) -> int:
+    """Give each finished summary of `profile` trained before summaries kept their misclassified test images those
+    images, from its selected weights, once they give its recorded test error exactly. Returns how many it wrote; the
+    record then reassembles from the summaries (`run` with the record moved away). Nothing trains."""
+    cfg = PROFILES[profile]
+    mnist = data.splits(cfg.n_val, n_train=cfg.n_train, n_test=cfg.n_test)
+    written = 0
+    for name, seeds in cfg.seeds.items():
+        for seed in seeds:
+            summary = _subrun_stem(profile, cfg, name, seed).with_suffix(".json")
+            run = results.stored(summary, (weights_path(profile, name, seed),))
+            if run is None or "misclassified" in run:
+                continue
+            model = _make(name, cfg)
+            model.load_state_dict(torch.load(weights_path(profile, name, seed), weights_only=False)["model"])
+            wrong = misclassified(model, mnist.test_x, mnist.test_y, cfg.eval_batch)
+            if 100.0 * len(wrong) / len(mnist.test_x) != run["test_error"]:
+                raise results.ResultsError(f"{name} seed {seed}: its weights give {len(wrong)} errors, its summary "
+                                           f"{run['test_error']}%; {summary} is left as it is")
+            results.atomic_write_text(summary, json.dumps({**run, "misclassified": wrong}) + "\n")
+            written += 1
+    return written
 
 
 def nfe_ablation_config(seed: int = 0) -> dict:
@@ -503,8 +542,7 @@ def train_ablation(variant: str, seed: int = 0, progress: bool = True) -> dict:
 def ablation_history(variant: str, seed: int = 0) -> list[dict] | None:
     """The epochs a variant has trained so far (its finished summary's, else its resume state's), or None."""
     cfg, profile = NFE_ABLATIONS[variant], ablation_profile(variant)
-    key = results.subrun_key(cfg, fields=TRAIN_FIELDS, model="odenet", seed=seed, num_epochs=num_epochs(cfg, "odenet"))
-    summary, history = run_progress(_parts_dir(profile) / f"odenet-seed{seed}-{key}")
+    summary, history = run_progress(_subrun_stem(profile, cfg, "odenet", seed))
     return summary["history"] if summary is not None else history
 
 

@@ -59,7 +59,7 @@ def example(experiment: str = "mnist", profile: str | None = None, commit: str |
         return f"no {experiment} result is stored yet: run python -m odecore.experiments {experiment}"
     record = results.load(experiment, profile)
     row = record["metrics"]["table1"]["odenet"]
-    at = f", commit {commit[:12]}" if commit else ""
+    at = f", the book at commit {commit[:12]}" if commit else ""
     return (f"ODE-Net test error {mean_sd(row['test_error'])} % over {len(row['seeds'])} seeds, "
             f"{profile} profile (odecore {version()}{at}, data/results/{results.path_for(experiment, profile).name}, "
             f"reproduction page row #{scoreboard.anchor('Table 1', 'ODE-Net test error')})")

@@ -53,7 +53,8 @@ def pieces(record: dict) -> tuple[list[tuple[float, str]], str]:
     runs = [r for r in m.get("runs", []) + m.get("cnf_variants", [])
             if isinstance(r, dict) and ("train_time_s" in r or "time_s" in r)]
     if runs:
-        return [(r.get("train_time_s", r.get("time_s")), r.get("device_name", device)) for r in runs], f"{len(runs)} runs"
+        return ([(r.get("train_time_s", r.get("time_s")), r.get("device_name", device)) for r in runs],
+                f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
     history = _epochs(m)
     if history:   # an epoch says where it trained (odecore.train.fit), else the record's device stands for it
         return [(seconds, where or device) for e in history
@@ -67,7 +68,7 @@ def unattributed_epochs(record: dict) -> int:
     """How many epochs of a record kept by epoch (MNIST) trained, in whole or in part, before an epoch named its own
     device and threads: `of` counts those parts at the record's, that of the process that assembled it, which may
     not be what they trained on. 0 for a record of runs, whose pieces are the runs."""
-    if pieces(record)[1].endswith(" runs"):
+    if pieces(record)[1].rstrip("s").endswith(" run"):
         return 0
     return sum(1 for e in _epochs(record["metrics"])
                if "device_name" not in e and any(d is None for _, d in e.get("segments", [(0.0, None)])))

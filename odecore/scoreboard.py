@@ -86,6 +86,8 @@ def _with_unit(value, unit: str, paper_value: bool = False) -> str:
         return "-"
     text = paper.printed(value) if paper_value else number(value)
     unit = UNIT_WORDS.get(unit or "", unit or "")
+    if type(value) is int and value == 1 and len(unit) > 2 and unit.isalpha() and unit.endswith("s"):   # "1 target"
+        unit = unit[:-1]
     return f"{text} {unit}".strip()
 
 

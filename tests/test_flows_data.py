@@ -219,3 +219,25 @@ def test_a_fresh_clone_reassembles_a_changed_profile_from_the_record_without_tra
     cnf.subrun_stem(first_spec).with_suffix(".pt").unlink()
     cnf._ckpt_path("cnf_density", "smoke", cnf.subrun_name(first_spec)).unlink()               # weights gone
     assert cnf.restore_summaries("cnf_density", "smoke", [first_spec]) == 0
+
+
+def test_a_cnf_on_another_solver_is_named_by_it_and_restored_from_a_record_that_named_it_without(monkeypatch, tmp_path):
+    """Retraining on the fast path must not overwrite the weights of a record trained on dopri5: a CNF on another
+    solver says it in its name. A record stored before names did is still found by restore_summaries, which writes
+    the summary under the new name."""
+    import json
+
+    from odecore import results, train
+    from odecore.experiments import cnf
+
+    _dirs(monkeypatch, tmp_path)
+    spec = {**cnf.mle_specs(cnf.MLE_PROFILES["smoke"])[0], "method": cnf.FAST_METHOD}
+    name, legacy = cnf.subrun_name(spec), cnf.subrun_name({**spec, "method": "dopri5"})
+    assert name == f"{legacy}-{cnf.FAST_METHOD}" and "-dopri5" not in legacy
+    results.save("cnf_mle", "smoke", cnf.MLE_PROFILES["smoke"], {"runs": [{**spec, "name": legacy, "test_loglik": -1.0}]},
+                 seeds=[0], wall_time_s=0.0)
+    train.atomic_save({"spec": spec, "model": {}}, cnf._ckpt_path("cnf_mle", "smoke", name))
+    assert cnf.restore_summaries("cnf_mle", "smoke", [{**spec, "lr": 0.5}]) == 0       # the old name, other settings
+    assert cnf.restore_summaries("cnf_mle", "smoke", [spec]) == 1
+    restored = json.loads(cnf.subrun_stem(spec).with_suffix(".json").read_text())
+    assert restored["name"] == name and restored["test_loglik"] == -1.0

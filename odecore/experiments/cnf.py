@@ -208,8 +208,11 @@ def scratch() -> Path:
 
 
 def subrun_name(spec: dict) -> str:
+    """A sub-run's name, which also names its weights: a CNF on another solver than dopri5 says which, so that
+    retraining a profile on another solver never overwrites the weights its stored record was trained to."""
     variant = f"-{spec['variant'].replace(' ', '-')}" if "variant" in spec else ""
-    return f"{spec['kind']}-{spec['task']}-{spec['size']}-s{spec['seed']}-i{spec['iterations']}{variant}"
+    solver = f"-{spec['method']}" if spec.get("method", "dopri5") != "dopri5" else ""
+    return f"{spec['kind']}-{spec['task']}-{spec['size']}-s{spec['seed']}-i{spec['iterations']}{variant}{solver}"
 
 
 def _ckpt_path(experiment: str, profile: str, name: str) -> Path:
@@ -276,7 +279,8 @@ def restore_summaries(experiment: str, profile: str, specs: list[dict]) -> int:
     for spec in specs:
         name, stem = subrun_name(spec), subrun_stem(spec)
         summary, weights, wanted = stem.with_suffix(".json"), _ckpt_path(experiment, profile, name), _plain(spec)
-        run = done.get(name)
+        # a record stored before names said the solver spells the name without it
+        run = done.get(name) or done.get(name.removesuffix(f"-{spec.get('method')}"))
         if run is None or "failed" in run or any(run.get(k) != v for k, v in wanted.items()):
             continue
         if summary.exists() or stem.with_suffix(".pt").exists() or not weights.exists():
@@ -286,7 +290,7 @@ def restore_summaries(experiment: str, profile: str, specs: list[dict]) -> int:
         summary.parent.mkdir(parents=True, exist_ok=True)
         with results.subrun_lock(summary):
             if not summary.exists():
-                results.atomic_write_text(summary, json.dumps(run) + "\n")
+                results.atomic_write_text(summary, json.dumps({**run, "name": name}) + "\n")
                 written += 1
     return written
 

@@ -672,7 +672,8 @@ def cnf_variants_sentence(density: dict) -> str:
         return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "
                        f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap.")
     longer = long_cnf_against_nf(density)
-    caught = set(longer[longer.behind & longer.matches].target)       # where more iterations reach the NF instead
+    # where more iterations reach the NF instead; not where only the longer seeds' wider spread reaches it
+    caught = set(longer[longer.behind & longer.matches].target) - set(spread_only(longer).target)
     budget, other = [t for t in still if t in caught], [t for t in still if t not in caught]
     return text + (f"So {_and(helped)} explain{'s' if len(helped) == 1 else ''} part of the gap"
                    + (f"; on {_and(budget)} the CNF reaches the NF with more iterations instead (the CNF's budget, "

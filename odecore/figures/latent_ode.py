@@ -25,7 +25,7 @@ def table2_frame(record: dict) -> pd.DataFrame:
         row = {"observed": f"{n}/100"}
         for model in MODELS:
             c = t2[model][n]
-            row[f"{NAMES[model]}: paper"] = c["paper"]
+            row[f"{NAMES[model]}: paper"] = paper.printed(c["paper"])   # as the paper prints it
             row[f"{NAMES[model]}: ours"] = mean_sd(c["values"])
         rows.append(row)
     return pd.DataFrame(rows)

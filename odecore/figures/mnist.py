@@ -74,11 +74,12 @@ def _setting(cfg: dict, key: str) -> str:
 
 
 def profile_words(cfg: dict, full: dict) -> str:
-    """How a profile's training differs from the paper's settings (the full profile), in words generated from the two
-    configs: the sentence beside the settings table, for whichever profile the page shows."""
-    diffs = [f"{label} {_setting(cfg, key)} (the paper's: {_setting(full, key)})" for key, (label, _) in SETTINGS.items()
+    """How a profile's training differs from the full profile (the paper's settings where it states them, the authors'
+    public example's where it does not), in words generated from the two configs: the sentence beside the settings
+    table, for whichever profile the page shows."""
+    diffs = [f"{label} {_setting(cfg, key)} (full: {_setting(full, key)})" for key, (label, _) in SETTINGS.items()
              if _setting(cfg, key) != _setting(full, key)]
-    return ("It differs from the paper's settings in " + ("; ".join(diffs) if diffs else "nothing") + ".")
+    return ("It differs from the full profile in " + ("; ".join(diffs) if diffs else "nothing") + ".")
 
 
 def epochs_words(cfg: dict) -> str:
@@ -92,8 +93,13 @@ def settings_table(configs: dict[str, dict]) -> pd.DataFrame:
                          for key, (label, _) in SETTINGS.items()])
 
 
+# Figure 3 (c)'s solvers (experiments.mnist.FIG3C_SOLVERS) as the figure and its table name them
+SOLVER_LABELS = {"dopri5": "dopri5", "dopri5_seminorm": "dopri5 + seminorm", "lsoda": "scipy LSODA"}
+
+
 def figure3c_table(record: dict):
-    """Figure 3(c) in numbers: mean forward NFE, backward NFE and their ratio per solver and tolerance."""
+    """Figure 3(c) in numbers: mean forward NFE, backward NFE and their ratio per solver (FIG3C_SOLVERS' keys; the page
+    shows SOLVER_LABELS) and tolerance."""
     df = pd.DataFrame(record["metrics"]["figure3"]["backward"])
     df["backward / forward"] = df["nfe_backward"] / df["nfe_forward"]
     out = df.groupby(["solver", "tol"], sort=False)[["nfe_forward", "nfe_backward", "backward / forward", "time_s"]].mean()
@@ -133,14 +139,13 @@ def plot_validation(record: dict):
 
 def error_by_profile(records: list[dict]) -> pd.DataFrame:
     """Each model's mean test error in every stored profile, beside the passes over the training images
-    that bought it, and the paper's 160 passes: how far each profile's budget gets each model."""
+    that bought it, and the paper's error: how far each profile's budget gets each model."""
     cols: dict[tuple[str, str], dict[str, float]] = {}
     for record in records:
         t1, n_train = record["metrics"]["table1"], record["metrics"]["split"]["train"]
         cols[(record["profile"], "passes")] = {
             NAMES[m]: len(t1[m]["history"][0]) * t1[m]["images_per_epoch"] / n_train for m in MODELS}
         cols[(record["profile"], "error (%)")] = {NAMES[m]: t1[m]["test_error_mean"] for m in MODELS}
-    cols[("paper", "passes")] = {NAMES[m]: float(paper.MNIST_EPOCHS) for m in MODELS}
     cols[("paper", "error (%)")] = {NAMES[m]: paper.TABLE1[m]["test_error"] for m in MODELS}
     return pd.DataFrame(cols)
 
@@ -171,7 +176,7 @@ def threads(record: dict) -> int:
 
 def cost_table(record: dict):
     """Training cost per model: epochs, seeds, wall hours over all seeds, CPU-hours (wall x threads) and,
-    at this machine's measured rate, the CPU-hours one seed of the paper's 160 epochs would take."""
+    at this machine's measured rate, the CPU-hours one seed of the authors' 160 epochs would take."""
     k = threads(record) if record.get("device") != "cuda" else None
     rows = []
     for name in MODELS:
@@ -215,7 +220,7 @@ def plot_figure3(record: dict):
     by = {}
     for r in fig3["backward"]:
         by.setdefault(r["solver"], []).append(r)
-    labels = {"dopri5": "dopri5", "dopri5_seminorm": "dopri5 + seminorm", "lsoda": "scipy LSODA"}
+    labels = SOLVER_LABELS
     colors = {"dopri5": plots.COLORS["dopri5"], "dopri5_seminorm": plots.COLORS["seminorm"],
               "lsoda": plots.COLORS["scipy"]}
     markers = {"dopri5": dict(marker="o", s=60, facecolors="none"), "dopri5_seminorm": dict(marker="x", s=30),
@@ -316,7 +321,7 @@ def error_summary(record: dict) -> str:
     if profile == "cpu":
         epochs = {n: len(t1[n]["history"][0]) for n in MODELS}
         text += (f" These are {min(epochs.values())} to {max(epochs.values())} epochs of one-cycle SGD, not the "
-                 "paper's 160 epochs of step decay.")
+                 "160 epochs of step decay of the authors' public example (the paper states no schedule).")
     return text
 
 
@@ -326,8 +331,8 @@ def limits(record: dict) -> list[str]:
     one_seed = [NAMES[m] for m in MODELS if len(t1[m]["seeds"]) == 1]
     out = []
     if profile != "full":
-        out.append(f"Errors after the paper's 160 epochs: this page shows the `{profile}` profile, and the `full` "
-                   "profile, which has the paper's settings, is meant for a GPU. Every number says which profile it "
+        out.append(f"Errors after the 160 epochs of the authors' example: this page shows the `{profile}` profile, and "
+                   "the `full` profile, which has them, is meant for a GPU. Every number says which profile it "
                    "comes from.")
     if one_seed:
         names = ", the ".join(one_seed[:-1]) + (" and the " if len(one_seed) > 1 else "") + one_seed[-1]

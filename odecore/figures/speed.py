@@ -78,8 +78,11 @@ def breakdown_sentence(bench: dict) -> str:
     parts = ours["parts_ms"]
     solve = parts["solve, forward"] + parts["solve, backward"]
     outside = ours["ms_per_iteration"] - solve
+    whole = next((r for r in _rows(bench, "latent_ode") if r["side"] == "odecore" and r["method"] == ours["method"]), None)
+    timed = (f" (timed part by part, in rounds of its own; the side-by-side rounds above gave the same iteration "
+             f"{number(1e3 * whole['s_per_step'])})" if whole else "")
     return (f"With {METHOD_WORDS[ours['method']]}, the solve's forward and backward passes take {number(solve)} ms of "
-            f"the iteration's {number(ours['ms_per_iteration'])}; the encoder's 30 recurrent steps and the decoder, "
+            f"the iteration's {number(ours['ms_per_iteration'])}{timed}; the encoder's 30 recurrent steps and the decoder, "
             f"likelihood and Adam step take the other {number(outside)} ms, {times(outside / (1e3 * ref['s_per_step']))} "
             "diffrax's whole iteration: eager PyTorch pays for each small operation in those parts too, and only the "
             "solver's steps are compiled here.")

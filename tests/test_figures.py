@@ -154,6 +154,25 @@ def test_error_by_profile_puts_each_record_beside_the_paper(committed):
     assert table[("paper", "error (%)")]["ResNet"] == paper.TABLE1["resnet"]["test_error"]
 
 
+def test_error_overlap_counts_the_images_two_runs_both_get_wrong():
+    wrong = {"mlp": [[1, 2, 3, 4], [5, 6, 7, 8]], "resnet": [[1, 2], [1, 2, 3]], "rknet": [[1, 2]], "odenet": [[1, 2], [1, 9]]}
+    t1 = {m: {"misclassified": w} for m, w in wrong.items()}
+    record = {"metrics": {"table1": t1, "split": {"test": 10}}}
+    table = mnist_figures.error_overlap(record)
+    assert table.loc["ODE-Net", "ODE-Net"] == pytest.approx(0.5)                       # {1, 2} and {1, 9}: 1 of 2
+    assert table.loc["ODE-Net", "ResNet"] == pytest.approx(np.mean([1, 2 / 2.5, 0.5, 1 / 2.5]))
+    assert table.loc["1-layer MLP", "1-layer MLP"] == 0 and np.isnan(table.loc["RK-Net", "RK-Net"])   # one seed: no pair
+    assert np.allclose(table.values, table.values.T, equal_nan=True)
+    words = mnist_figures.error_overlap_words(record)
+    assert "against 50% with another seed of its own: image by image it is no further from the ResNet than from itself" \
+        in words
+    assert words.endswith("1 of the 10 test images is wrong in all 5 convolutional runs, 4 in at least one.")
+    closer = {**record, "metrics": {**record["metrics"], "table1": {**t1, "odenet": {"misclassified": [[1, 9], [1, 9]]}}}}
+    assert "closer to itself than to the ResNet" in mnist_figures.error_overlap_words(closer)
+    before = {**record, "metrics": {**record["metrics"], "table1": {**t1, "odenet": {"misclassified": [None, None]}}}}
+    assert mnist_figures.error_overlap(before) is None
+
+
 def reads(fig) -> None:
     """The figure has nothing a reader of the printed page stumbles on (odecore.plots.layout_problems)."""
     from odecore import plots

@@ -347,7 +347,8 @@ def scoreboard(record: dict) -> list[dict]:
     sweep = table_sweep(record)
     for solver in ("dopri5", "scipy LSODA"):
         ratio = sweep[sweep["solver"] == solver]["backward/forward"].median()
-        rows.append({"item": "Figure 3", "quantity": f"backward / forward NFE, {solver}, untrained toy MLP (median over rtol; not the trained ODE-Net)",
+        rows.append({"item": "Figure 3",
+                     "quantity": f"backward / forward NFE, {solver}, untrained toy MLP (median over rtol; not the trained ODE-Net)",
                      "paper": paper.BACKWARD_OVER_FORWARD_NFE, "ours": float(ratio), "unit": "",
                      "tolerance": 0.15, "verdict": ledger.backward_half(float(ratio))})   # the ledger's rule
     return rows

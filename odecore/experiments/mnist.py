@@ -654,11 +654,13 @@ def scoreboard(record: dict) -> list[dict]:
                      "paper": paper.BACKWARD_OVER_FORWARD_NFE, "ours": float(np.mean(ratios)),
                      "tolerance": 0.1, "verdict": ledger.backward_half(float(np.mean(ratios)))})   # the ledger's rule
     hist, first = m["table1"]["odenet"]["history"][0], m["table1"]["odenet"]["seeds"][0]
-    rows.append({"item": "Figure 3", "quantity": f"(d) mean forward NFE in the last training epoch, seed {first} (paper: it grows)",
+    rows.append({"item": "Figure 3",
+                 "quantity": f"(d) mean forward NFE in the last training epoch, seed {first} (paper: it grows)",
                  "paper": None, "ours": float(np.mean(hist[-1]["nfe_forward_steps"])),
                  "verdict": ledger.nfe_grows_verdict(hist),   # the ledger's rule
                  "note": f"first epoch {np.mean(hist[0]['nfe_forward_steps']):.1f}"})
-    rows.append({"item": "Figure 3", "quantity": f"(d) mean adjoint backward NFE in the last training epoch, seed {first} (not in the paper)",
+    rows.append({"item": "Figure 3",
+                 "quantity": f"(d) mean adjoint backward NFE in the last training epoch, seed {first} (not in the paper)",
                  "paper": None, "ours": float(np.mean(hist[-1]["nfe_backward_steps"])),
                  "note": f"first epoch {np.mean(hist[0]['nfe_backward_steps']):.1f}"})
     rows.append({"item": "Figure 1", "quantity": "toy ODE network final MSE (drawn from a trained model)",

@@ -522,8 +522,8 @@ def density_conclusion(summary: dict) -> str:
     dense_closes = [n for n in ns if verdicts[n]["variants"].get("dense", {}).get("closes", False)]
     every = lambda sub: "at every n" if len(sub) == len(ns) else f"at n = {_say(sub)}"  # noqa: E731
 
-    length = (f"More iterations on the same spirals (longer) close the gap "
-              f"{every(longer) if longer else 'at no n'}")
+    length = ("More iterations on the same spirals (longer, with the learning rate's decay stretched over them) close "
+              f"the gap {every(longer) if longer else 'at no n'}")
     if not compared:
         return f"{length}."
     if not helps:

@@ -325,6 +325,54 @@ def error_summary(record: dict) -> str:
     return text
 
 
+def error_overlap(record: dict) -> pd.DataFrame | None:
+    """How far two models get the same test images wrong: the share of misclassified images two runs have in common
+    (the images both get wrong, over the mean of their two counts), averaged over every pair of a seed of each model,
+    and on the diagonal over the pairs of one model's seeds (NaN with one seed). None for a record that keeps no
+    misclassified images (stored before runs kept them)."""
+    import itertools
+
+    t1 = record["metrics"]["table1"]
+    if any(w is None for m in MODELS for w in t1[m].get("misclassified", [None])):
+        return None
+    runs = {m: [set(w) for w in t1[m]["misclassified"]] for m in MODELS}
+
+    def mean_shared(m1: str, m2: str) -> float:
+        pairs = itertools.combinations(runs[m1], 2) if m1 == m2 else itertools.product(runs[m1], runs[m2])
+        shares = [len(a & b) / ((len(a) + len(b)) / 2) for a, b in pairs if a or b]
+        return float(np.mean(shares)) if shares else float("nan")
+
+    return pd.DataFrame({NAMES[m2]: {NAMES[m1]: mean_shared(m1, m2) for m1 in MODELS} for m2 in MODELS})
+
+
+def error_overlap_words(record: dict) -> str:
+    """`error_overlap` in words: whether the ODE-Net gets the ResNet's images wrong as often as its own on another
+    seed, how far the MLP's errors are from the convolutional models', and the images every convolutional run gets
+    wrong."""
+    table = error_overlap(record)
+    if table is None:
+        return "This record was stored before runs kept their misclassified images; training it again stores them."
+    pct = lambda x: f"{number(100 * x, 2)}%"  # noqa: E731
+    ode, res, same = table.loc["ODE-Net", "ResNet"], table.loc["ODE-Net", "RK-Net"], table.loc["ODE-Net", "ODE-Net"]
+    text = (f"An ODE-Net run shares {pct(ode)} of its misclassified test images with a ResNet run and {pct(res)} with "
+            "an RK-Net run")
+    if not np.isnan(same):
+        text += (f", against {pct(same)} with another seed of its own: image by image it is "
+                 + ("no further from the ResNet than from itself." if ode >= same else
+                    "closer to itself than to the ResNet."))
+    else:
+        text += "."
+    conv = [NAMES[m] for m in MODELS if m != "mlp"]
+    mlp = table.loc["1-layer MLP", conv]
+    text += f" The MLP's errors overlap the convolutional models' by {pct(mlp.min())} to {pct(mlp.max())} only."
+    t1 = record["metrics"]["table1"]
+    conv_runs = [set(w) for m in MODELS if m != "mlp" for w in t1[m]["misclassified"]]
+    every = set.intersection(*conv_runs)
+    return text + (f" {len(every)} of the {record['metrics']['split']['test']:,} test images "
+                   f"{'is' if len(every) == 1 else 'are'} wrong in all "
+                   f"{len(conv_runs)} convolutional runs, {len(set.union(*conv_runs))} in at least one.")
+
+
 def limits(record: dict) -> list[str]:
     """What the profile shown cannot say, one Markdown bullet each (the chapter's last section)."""
     profile, t1 = record["profile"], record["metrics"]["table1"]

@@ -126,6 +126,19 @@ def _turns_counter_clockwise(path: np.ndarray) -> bool:
     return float(np.sum(x[:-1] * np.diff(y) - y[:-1] * np.diff(x))) > 0
 
 
+def fig8_errors(arrays: dict) -> str:
+    """Each example spiral's RMSE beyond the window under both models, in words for Figure 8's caption: the examples
+    are not picked, so either model may do better on them than Table 2's means say."""
+    n, nt = int(arrays["fig8/n"]), int(arrays["n_times"])
+    rmse = lambda pred, truth: float(np.sqrt(np.mean((pred[nt:] - truth[nt:]) ** 2)))  # noqa: E731
+    rows = []
+    for row, truth in enumerate(arrays["truth"]):
+        rnn, lode = rmse(arrays["fig8/pred_rnn"][row], truth), rmse(arrays[f"fig10/{n}/pred"][row], truth)
+        turn = "counter-clockwise" if _turns_counter_clockwise(truth) else "clockwise"
+        rows.append(f"{turn}, RNN {number(rnn)} and latent ODE {number(lode)}")
+    return "RMSE beyond the window on these spirals: " + "; ".join(rows) + "."
+
+
 def fig8(record: dict, arrays: dict):
     """Figure 8: (a) RNN and (b) latent ODE on the example test spirals, one row each (the experiment
     takes the first counter-clockwise and the first clockwise spiral of the test split), and (c) the
@@ -289,6 +302,27 @@ def uncovered_share(cover: dict) -> dict[str, float]:
             "median_outside": float(np.median(outside)) if outside else float("nan")}
 
 
+def inside_failures(cover: dict, factor: float = 5.0) -> str:
+    """The runs of a "latent_ode_coverage" record that fail on test spirals inside the coverage edge too: per run, how
+    many of its inside spirals read above `factor` times the pooled median inside (`uncovered_share`), in words. The
+    runs with many such spirals are the band inside the edge in `fig_coverage` (a)."""
+    limit = factor * uncovered_share(cover)["median_inside"]
+    counts = []
+    for r in cover["metrics"]["runs"]:
+        inside = [e for theta0, e in zip(r["theta0"], r["per_spiral_beyond"]) if theta0 <= r["coverage"]["edge"]]
+        counts.append((r["seed"], r["n"], sum(e > limit for e in inside), len(inside)))
+    bad = [c for c in counts if c[2] > 0.1 * c[3]]
+    if not bad:
+        return (f"Inside the edge no run has more than a tenth of its spirals above {number(limit)} ({factor:g} times "
+                "the median there).")
+    rest = sum(c[2] for c in counts if c not in bad)
+    per_seed = "; ".join(f"seed {seed}: " + ", ".join(f"{k} of {total} at n = {n}" for s_, n, k, total in bad if s_ == seed)
+                         for seed in dict.fromkeys(c[0] for c in bad))
+    return (f"Not every run extrapolates well inside the edge either: the spirals there that read above {number(limit)} "
+            f"({factor:g} times the median inside) number, for {per_seed} (the band inside the edge in (a)), against "
+            f"{rest} in all the other runs together.")
+
+
 def fig_coverage(record: dict, cover: dict):
     """Per test spiral, the latent ODE's RMSE beyond the window against its start angle: (a) the first
     design (training and test starts from one range), (b) the covered design; dotted, the coverage edge
@@ -331,6 +365,19 @@ def late_improvement(record: dict, epochs: int = 50) -> dict[str, float]:
                 shares.append((loss[-epochs - 5:-epochs].mean() - end) / (loss[:5].mean() - end))
         out[model] = float(max(shares)) if shares else float("nan")
     return out
+
+
+def late_fall(record: dict, epochs: int = 50) -> dict[str, dict[int, float]]:
+    """Per model and n, how far the training loss still fell in the last `epochs` epochs, in nats per spiral (5-epoch
+    means, mean over the seeds): `late_improvement`'s share hides a fall that is small beside the first epochs' but
+    not beside the loss it ends at."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for r in record["metrics"]["runs"]:
+        loss = np.array(r["loss_history"])
+        if len(loss) > epochs + 5:
+            out.setdefault(r["model"], {}).setdefault(int(r["n"]), []).append(
+                float(loss[-epochs - 5:-epochs].mean() - loss[-5:].mean()))
+    return {m: {n: float(np.mean(v)) for n, v in sorted(by_n.items())} for m, by_n in out.items()}
 
 
 def fig_table2(record: dict):

@@ -176,12 +176,13 @@ def test_error_overlap_counts_the_images_two_runs_both_get_wrong():
 def test_inside_failures_names_the_runs_that_fail_inside_the_coverage_edge():
     def run(seed, n, inside):   # four spirals inside the edge (theta0 <= 5), one outside
         return {"seed": seed, "n": n, "theta0": [3.0, 3.5, 4.0, 4.5, 9.0], "per_spiral_beyond": [*inside, 5.0],
-                "coverage": {"edge": 5.0}}
+                "coverage": {"edge": 5.0}, "test_loglik": 12.5 - 2.5 * seed}
     good = {"metrics": {"runs": [run(0, 30, [0.1, 0.1, 0.2, 0.1]), run(1, 30, [0.1, 0.2, 0.1, 0.1])]}}
     assert latent_figures.inside_failures(good).startswith("Inside the edge no run has more than a tenth")
     bad = {"metrics": {"runs": good["metrics"]["runs"] + [run(2, 30, [2.0, 3.0, 0.1, 0.1])]}}
-    assert ("for seed 2: 2 of 4 at n = 30 (the band inside the edge in (a)), against 0 in all the other runs together."
-            in latent_figures.inside_failures(bad))
+    assert ("for seed 2: 2 of 4 at n = 30 (the band inside the edge in (a)), against 0 in all the other runs together. "
+            "Seed 2's models also fit the test spirals worst at every n (test log-likelihood 7.50 at n = 30 against "
+            "12.5 and 10)." in latent_figures.inside_failures(bad))
 
 
 def reads(fig) -> None:

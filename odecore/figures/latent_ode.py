@@ -318,9 +318,19 @@ def inside_failures(cover: dict, factor: float = 5.0) -> str:
     rest = sum(c[2] for c in counts if c not in bad)
     per_seed = "; ".join(f"seed {seed}: " + ", ".join(f"{k} of {total} at n = {n}" for s_, n, k, total in bad if s_ == seed)
                          for seed in dict.fromkeys(c[0] for c in bad))
-    return (f"Not every run extrapolates well inside the edge either: the spirals there that read above {number(limit)} "
+    fit = {(r["seed"], r["n"]): r["test_loglik"] for r in cover["metrics"]["runs"]}
+    worst = [seed for seed in dict.fromkeys(c[0] for c in bad)
+             if all(v >= fit[(seed, n)] for (s_, n), v in fit.items())]
+    text = (f"Not every run extrapolates well inside the edge either: the spirals there that read above {number(limit)} "
             f"({factor:g} times the median inside) number, for {per_seed} (the band inside the edge in (a)), against "
             f"{rest} in all the other runs together.")
+    for seed in worst:
+        ns = sorted({n for s_, n in fit if s_ == seed})
+        text += (f" Seed {seed}'s models also fit the test spirals worst at every n (test log-likelihood "
+                 + ", ".join(f"{number(fit[(seed, n)])} at n = {n} against "
+                             + " and ".join(number(v) for (s_, m), v in fit.items() if m == n and s_ != seed)
+                             for n in ns) + ").")
+    return text
 
 
 def fig_coverage(record: dict, cover: dict):

@@ -757,12 +757,12 @@ def figure_nf_budget(density: dict):
                 ax.axhline(tab[(target, kind, size, n)], color=plots.COLORS[color], ls=style, lw=1,
                            label=f"{kind.upper()} {'K' if kind == 'nf' else 'M'}={size}, {n:,} it.")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-2)   # from nats at the start to hundredths; a noisy batch can dip below 0
+        ax.set_yscale("symlog", linthresh=1e-3)   # from nats at the start to the final KLs' thousandths; a noisy batch can dip below 0
         ax.set_ylim(bottom=min([0.0] + [min(r["loss"]) for r in mine]))   # no empty band below 0 unless a batch went there
         ax.set_xlim(cfg["chunk"], max([cfg["nf_iterations"]] + [r["iterations"] for r in longs]))
         ax.set_title(target)
         ax.set_xlabel("iteration")
-    axes.flat[0].set_ylabel("KL(q‖p), nats")
+    axes.flat[0].set_ylabel("KL(q‖p) estimate, nats")
     legend: dict[str, object] = {}        # every panel's lines, once each (a longer CNF may be on one target only)
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):

@@ -131,7 +131,12 @@ def plot_validation(record: dict):
         for seed, hist in zip(row["seeds"], row["history"]):
             ax.plot([h["epoch"] for h in hist], [h["val_error"] for h in hist], "-", lw=1.2, alpha=0.8,
                     color=plots.COLORS[name], label=f"seed {seed}")
+            kept = min(hist, key=lambda h: h["val_error"])      # the epoch whose weights the run keeps
+            ax.plot(kept["epoch"], kept["val_error"], "o", ms=4, mfc="white", color=plots.COLORS[name], zorder=3)
         ax.set(title=NAMES[name], xlabel="epoch", yscale="log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))   # 0.5, 1, 2, 5, 10: errors read in percent
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in axes[:, 0]:
         ax.set_ylabel("validation error (%)")
     return fig

@@ -185,6 +185,17 @@ def test_inside_failures_names_the_runs_that_fail_inside_the_coverage_edge():
             "12.5 and 10)." in latent_figures.inside_failures(bad))
 
 
+def test_recompute_gap_is_the_largest_difference_between_the_forward_and_the_recomputed_state():
+    from odecore.figures import adjoint as adjoint_figures
+
+    t = np.linspace(0, 1, 11)
+    z = np.stack([np.sin(t), np.cos(t)], 1)
+    same = {"metrics": {"figure2": {"t_forward": t, "z_forward": z, "t_backward": t[::-1], "z_backward": z[::-1]}}}
+    assert adjoint_figures.recompute_gap(same) == pytest.approx(0.0, abs=1e-12)
+    off = {"metrics": {"figure2": {**same["metrics"]["figure2"], "z_backward": z[::-1] + [0.0, 0.25]}}}
+    assert adjoint_figures.recompute_gap(off) == pytest.approx(0.25)
+
+
 def reads(fig) -> None:
     """The figure has nothing a reader of the printed page stumbles on (odecore.plots.layout_problems)."""
     from odecore import plots

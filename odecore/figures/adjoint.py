@@ -97,6 +97,17 @@ def fig_sweep(record: dict):
     return fig
 
 
+def recompute_gap(record: dict) -> float:
+    """Figure 2's largest difference between the forward solution and the state the augmented solve recomputes
+    backwards, on the forward solve's output times (the backward one interpolated linearly between its own): what
+    the top panel's two coinciding curves would show if they did not."""
+    f = record["metrics"]["figure2"]
+    t_f, z_f = np.asarray(f["t_forward"]), np.asarray(f["z_forward"])
+    order = np.argsort(f["t_backward"])
+    t_b, z_b = np.asarray(f["t_backward"])[order], np.asarray(f["z_backward"])[order]
+    return float(max(np.abs(z_f[:, k] - np.interp(t_f, t_b, z_b[:, k])).max() for k in range(z_f.shape[1])))
+
+
 def fig2(record: dict):
     """Figure 2: the forward solve, the state recomputed backwards, and the adjoint with its jumps; the
     direction of each solve in its panel's title, the legends beside the panels."""

@@ -196,10 +196,15 @@ def fig9(record: dict, arrays: dict):
     fig, axes = plots.subplots(2, cols, width=plots.FULL_WIDTH / cols, height=2.45)
     axes = axes.flatten()
     cmap = plt.get_cmap("coolwarm")
-    for ax, title, path in zip(axes, titles, paths):
+    for panel, (ax, title, path) in enumerate(zip(axes, titles, paths)):
         for s in range(steps):
             ax.plot(*path[s].T, color=cmap(s / (steps - 1)), lw=1.2)
             ax.plot(*path[s, 0], "o", color=cmap(s / (steps - 1)), ms=3)
+        if panel < dims and steps % 2:   # the unchanged z_t0 (the middle of a symmetric span) in black, its way marked
+            mid, at = path[steps // 2], 3 * len(path[steps // 2]) // 4
+            ax.plot(*mid.T, color="k", lw=0.9, zorder=3)
+            ax.annotate("", xy=mid[at + 1], xytext=mid[at], zorder=4,
+                        arrowprops=dict(arrowstyle="-|>", color="k", lw=0.9, mutation_scale=9))
         ax.set_title(title)
         ax.set_aspect("equal")
     spec = axes[len(paths)].get_subplotspec()

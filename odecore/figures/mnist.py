@@ -275,7 +275,7 @@ def plot_figure1(record: dict):
         ax[1].plot(f1["ode_t"], row, "-", color=plots.COLORS["odenet"], alpha=0.7)
     et = np.repeat(f1["ode_eval_t"], len(f1["starts"]))
     ez = np.array(f1["ode_eval_z"]).flatten()
-    ax[1].plot(et, ez, "o", color="black", ms=3, label="dopri5 evaluations")
+    ax[1].plot(et, ez, "o", color="black", ms=3, label="dopri5 evaluations (right panel)")
     if max(f1["ode_eval_t"]) > max(f1["ode_t"]):   # adaptive steps that end past t1 (the solver interpolates back)
         ax[1].axvline(max(f1["ode_t"]), color="0.4", ls=":", lw=1.2, label=f"end of the solve, t = {max(f1['ode_t']):g}")
     ax[1].set(xlabel="time t", ylabel="state z(t)", title="ODE network")

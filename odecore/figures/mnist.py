@@ -128,10 +128,10 @@ def plot_validation(record: dict):
     fig, axes = plots.subplots(2, 2, width=3.4, height=2.7, sharey=True)
     for ax, name in zip(axes.flatten(), MODELS):
         row = record["metrics"]["table1"][name]
-        for seed, hist in zip(row["seeds"], row["history"]):
+        for seed, hist, best in zip(row["seeds"], row["history"], row["best_epoch"]):
             ax.plot([h["epoch"] for h in hist], [h["val_error"] for h in hist], "-", lw=1.2, alpha=0.8,
                     color=plots.COLORS[name], label=f"seed {seed}")
-            kept = min(hist, key=lambda h: h["val_error"])      # the epoch whose weights the run keeps
+            kept = next(h for h in hist if h["epoch"] == best)   # the epoch whose weights the run keeps (its record's)
             ax.plot(kept["epoch"], kept["val_error"], "o", ms=4, mfc="white", color=plots.COLORS[name], zorder=3)
         ax.set(title=NAMES[name], xlabel="epoch", yscale="log")
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))   # 0.5, 1, 2, 5, 10: errors read in percent

@@ -56,18 +56,21 @@ def weights(name: str, seed: int):
 SUBSET = 2_000
 
 
+RECORDED = json.loads(RECORD.read_text()) if RECORD.exists() else None   # read once: every test reads it
+
+
 def rows() -> dict:
-    return json.loads(RECORD.read_text())["metrics"]["table1"] if RECORD.exists() else {}
+    return RECORDED["metrics"]["table1"] if RECORDED else {}
 
 
 def eval_batch() -> int:
     """The batch the experiment evaluated the test set in."""
-    return json.loads(RECORD.read_text())["config"]["eval_batch"]
+    return RECORDED["config"]["eval_batch"]
 
 
 def make_model(name: str, index: int):
     """A model of the record's config with the committed weights of its `index`-th seed, in eval mode."""
-    cfg, row = json.loads(RECORD.read_text())["config"], rows()[name]
+    cfg, row = RECORDED["config"], rows()[name]
     model = models.make(name, downsampling=cfg["downsampling"], tol=cfg["tol"], rk_method=cfg["rk_method"],
                         rk_step=cfg["rk_step"])
     model.load_state_dict(weights(name, row["seeds"][index]))
@@ -85,7 +88,7 @@ SEEDS = [(name, i) for name, row in rows().items() for i in range(len(row["seeds
 
 @pytest.mark.parametrize("name,index", SEEDS)
 def test_the_recorded_misclassified_images_count_to_the_test_error(name, index):
-    row, n_test = rows()[name], json.loads(RECORD.read_text())["metrics"]["split"]["test"]
+    row, n_test = rows()[name], RECORDED["metrics"]["split"]["test"]
     wrong = row["misclassified"][index]
     assert n_test == 10_000 and wrong == sorted(set(wrong)) and all(0 <= i < n_test for i in wrong)
     assert 100.0 * len(wrong) / n_test == pytest.approx(row["test_error"][index], abs=1e-9)

@@ -109,7 +109,7 @@ def figure5_settings(iters: int) -> list[dict]:
         run = record and cnf_exp._run(record, "cnf", "two_circles", cfg.cnf_units)
         if run:
             state = torch.load(cnf_exp._ckpt_path("cnf_mle", profile, run["name"]), weights_only=False)
-            weights, source = state["model"], f"trained Figure 5 checkpoint ({profile} profile, {run['iterations']} it.)"
+            weights, source = state["model"], f"trained Figure 5 checkpoint ({profile} profile, {run['iterations']} it., trained with {run.get('method', 'dopri5')})"
             break
     batches = [toy2d.sample("two_circles", cfg.batch_size, 100 + i) for i in range(iters + 1)]
 

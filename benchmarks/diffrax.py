@@ -156,7 +156,7 @@ def cnf_jobs(profile: str) -> list[dict]:
     if run:
         state = torch.load(cnf_exp._ckpt_path("cnf_mle", profile, run["name"]), weights_only=False)
         jobs.append({"workload": "cnf", "row": "CNF step, Figure 5 settings, trained checkpoint",
-                     "weights": f"trained Figure 5 checkpoint ({profile} profile, {run['iterations']} it.)",
+                     "weights": f"trained Figure 5 checkpoint ({profile} profile, {run['iterations']} it., trained with {run.get('method', 'dopri5')})",
                      "state": state["model"]})
     for job in jobs:
         job.update(profile=profile, spec=spec, lr=spec["lr"], arrays={"x": x.numpy()})

@@ -120,6 +120,13 @@ def _git_commit() -> str:
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def commit_words(commit: str) -> str:
+    """A record's git commit as a page prints it: the first 8 digits, and where odecore had changes not yet committed
+    when the record was made (`+dirty`), a note that the commit alone does not reproduce it."""
+    head, dirty = commit.removesuffix("+dirty"), commit.endswith("+dirty")
+    return head[:8] + (" (odecore had uncommitted changes)" if dirty else "")
+
+
 def provenance(device: torch.device | None = None) -> dict:
     """Where and with what a result was made."""
     import torchdiffeq

@@ -62,6 +62,11 @@ def number(x, digits: int = DIGITS, unit: str = "", zeros: bool = True) -> str:
     return f"{text} {unit}".strip()
 
 
+def percent(share: float) -> str:
+    """A share as a whole percent, '107%': a share of a gap can pass 100%, where two significant digits would read 110."""
+    return f"{number(round(100 * share))}%"
+
+
 def signed(x, digits: int = DIGITS, unit: str = "") -> str:
     """A difference with its sign: '+0.480', '−0.230' (`number`'s digits)."""
     text = number(x, digits, unit)

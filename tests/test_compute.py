@@ -1,4 +1,4 @@
-"""odecore.compute: what a retraining on another solver saved, read on the same runs."""
+"""odecore.compute: what a record cost, runs two records share counted once, and what a retraining on another solver saved."""
 import json
 
 import pytest
@@ -53,3 +53,13 @@ def test_unattributed_epochs_are_those_without_their_own_device():
     runs = {"device_name": "cpu (2 threads)", "metrics": {"runs": [{"train_time_s": 1.0, "history": history}]}}
     assert compute.unattributed_epochs(runs) == 0
     assert compute.of(record).cpu_core_hours == pytest.approx((2 * 1.0 + 1.0 + 2 * 1.0 + 2 * 1.0) / 3600)
+
+
+def test_total_counts_a_run_two_records_share_once_and_equal_times_within_a_record_apart():
+    table2 = {"metrics": {"runs": [_run("cnf", 0, 100.0), _run("cnf", 1, 50.0)]}}
+    reuse = {"metrics": {"runs": [_run("cnf", 0, 100.0), _run("cnf", 2, 30.0)]}}      # seed 0 is table2's own run
+    stacked = {"metrics": {"runs": [_run("nf", 0, 7.0), _run("nf", 1, 7.0)]}}         # a stack's even split: two runs
+    both = compute.total([table2, reuse, stacked])
+    assert both.hours == pytest.approx((100 + 50 + 30 + 7 + 7) / 3600) and both.cpu_core_hours == both.hours
+    assert compute.of(reuse).hours == pytest.approx(130 / 3600)                        # a record's own row keeps it
+    assert compute.shared(reuse, [table2]) == 1 and compute.shared(stacked, [table2, reuse]) == 0

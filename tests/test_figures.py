@@ -351,27 +351,35 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
         return {"nfe_forward": nfe, "nfe_backward": nfe, "epochs_done": done, "epochs_planned": planned,
                 "time_s": [60 * minutes] * done}
 
-    flat = {"metrics": {"variants": {"authors": variant([22.0] + [20.0] * 14, 15, 160),
-                                     "cpu": variant([22.0] + [20.0] * 14, 15, 15)}}}
+    from odecore import results
+    from odecore.experiments import mnist
+
+    config = {"variants": {v: results.as_dict(c) for v, c in mnist.NFE_ABLATIONS.items()}}
+    flat = {"config": config, "metrics": {"variants": {"authors": variant([22.0] + [20.0] * 14, 15, 160),
+                                                       "cpu": variant([22.0] + [20.0] * 14, 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(flat)
-    assert "neither difference makes it grow" in words and "145 of its 160 epochs left" in words
+    assert "none of these differences makes it grow" in words and "145 of its 160 epochs left" in words
+    # every setting the authors' schedule changes is named, read from the configs
+    assert ("its momentum (plain against Nesterov), its weight decay (none against 5 × 10⁻⁴), its learning-rate "
+            "schedule (step decay against one-cycle) and its random crops (padding 4 against padding 2)") in words
     assert "about 24.2 h" in words and "Not yet trained: one-cycle without weight decay." in words
     assert not mnist_figures.nfe_grows(flat["metrics"]["variants"]["authors"]["nfe_forward"])
-    grows = {"metrics": {"variants": {**flat["metrics"]["variants"],
+    grows = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"],
                                       "authors": variant([22.0, 20.0] + [20.0 + 0.5 * i for i in range(13)], 15, 160)}}}
     assert "The forward NFE grows under the authors' schedule" in mnist_figures.nfe_ablation_words(grows)
-    short = {"metrics": {"variants": {**flat["metrics"]["variants"], "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
-    assert "neither difference" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
+    short = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"],
+                                                        "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
+    assert "none of these differences" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
     assert "weight decay is not what" not in words                    # not trained yet
-    partway = {"metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 7, 8, 15)}}}
+    partway = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 7, 8, 15)}}}
     assert "weight decay is not what" not in mnist_figures.nfe_ablation_words(partway)
-    done = {"metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 14, 15, 15)}}}
+    done = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 14, 15, 15)}}}
     assert "the weight decay is not what keeps our ODE-Net's NFE flat" in mnist_figures.nfe_ablation_words(done)
-    nowd_grows = {"metrics": {"variants": {**flat["metrics"]["variants"],
+    nowd_grows = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"],
                                            "onecycle_nowd": variant([22.0, 20.0] + [20.0 + i for i in range(13)], 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(nowd_grows)
     assert "grows under one-cycle without weight decay" in words and "weight decay is not what" not in words
-    ours_grows = {"metrics": {"variants": {**done["metrics"]["variants"],
+    ours_grows = {"config": config, "metrics": {"variants": {**done["metrics"]["variants"],
                                            "cpu": variant([22.0, 20.0] + [20.0 + i for i in range(13)], 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(ours_grows)
     assert "grows under our cpu schedule" in words and "weight decay is not what" not in words

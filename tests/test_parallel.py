@@ -33,7 +33,8 @@ def test_tasks_cover_every_subrun_once_longest_first():
     expected = (len(cfg.seeds) * len(cfg.obs_counts) * len(latent_ode.MODELS)
                 + len(scfg.seeds) * len(scfg.obs_counts) * len(latent_ode.MODELS)
                 + len(cnf.mle_specs(cnf.MLE_PROFILES["smoke"])))
-    density = cnf.density_specs(cnf.DENSITY_PROFILES["smoke"])
+    density = cnf.density_specs(cnf.DENSITY_PROFILES["smoke"]) + cnf.variant_specs(cnf.DENSITY_PROFILES["smoke"])
+    assert any("variant" in s for s in density)                   # Figure 4's CNF variants are sub-runs of the pool too
     stacks = cnf.stacks(density)                                  # Figure 4's NFs train as stacks, one task each
     assert stacks and sum(map(len, stacks)) == sum(s["kind"] == "nf" for s in density)
     expected += len(density) - sum(map(len, stacks)) + len(stacks)

@@ -391,3 +391,9 @@ def test_a_second_run_waits_for_the_first_and_loads_its_subrun(tmp_path):
                 proc.kill()
     assert out_first.splitlines()[-1] == "first"
     assert out_second.splitlines() == ["first"], out_second + err_second     # loaded, never trained
+
+
+def test_a_commit_with_uncommitted_changes_says_so():
+    assert results.commit_words("77334faf1234abcd") == "77334faf"
+    assert results.commit_words("77334faf1234abcd+dirty") == "77334faf (odecore had uncommitted changes)"
+    assert results.commit_words("unknown") == "unknown"

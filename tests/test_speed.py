@@ -46,3 +46,18 @@ def test_load_benchmark_prefers_the_results_folder_then_the_committed_copy(tmp_p
     (tmp_path / "diffrax_benchmark.json").write_text(json.dumps({"rows": []}))
     assert results.load_benchmark("diffrax") == {"rows": []}
     assert results.load_benchmark("no_such") is None
+
+
+def test_a_benchmark_of_an_earlier_checkpoint_says_so():
+    record = {"date": "2026-12-07T22:00:00+00:00", "config": {"method": "lean_dopri5"}}
+    replaced = {"config": {"method": "dopri5"}}
+    old_label = {"date": "2026-12-06T20:00:00+00:00", "rows": [{"weights": "initial weights (seed 0)"},
+                                                               {"weights": "trained Figure 5 checkpoint (full profile, 5000 it.)"}]}
+    assert "record the current one replaced, trained with dopri5" in speed.older_weights(old_label, record, replaced)
+    assert speed.older_weights({**old_label, "date": "2026-12-08T00:00:00+00:00"}, record, replaced) == ""   # ran after it
+    named = {"date": "2026-12-06T20:00:00+00:00",
+             "figure5": [{"weights": "trained Figure 5 checkpoint (full profile, 5000 it., trained with lean_dopri5)"}]}
+    assert speed.older_weights(named, record, replaced) == ""           # the label says which weights: today's
+    assert speed.older_weights(named, {**record, "config": {"method": "dopri5"}}, None).startswith("Its trained rows")
+    assert speed.older_weights(None, record, replaced) == ""
+    assert speed.older_weights({"rows": [{"weights": "initial weights (seed 0)"}], "date": ""}, record, replaced) == ""

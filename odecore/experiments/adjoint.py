@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
-from odecore import paper, profiles, results
+from odecore import profiles, results
 from odecore.adjoint import adjoint_odeint, augmented_dynamics
 from odecore.models.adjoint import LinearDynamics, MLPDynamics
 from odecore.solve import CountNFE, odesolve
@@ -328,7 +328,6 @@ def run(profile: str | None = None) -> list[results.Record]:
 
 
 def scoreboard(record: dict) -> list[dict]:
-    from odecore import ledger
     from odecore.figures.adjoint import memory_slope, table_sweep   # here: the experiment needs no plotting
 
     m = record["metrics"]
@@ -348,9 +347,9 @@ def scoreboard(record: dict) -> list[dict]:
     for solver in ("dopri5", "scipy LSODA"):
         ratio = sweep[sweep["solver"] == solver]["backward/forward"].median()
         rows.append({"item": "Figure 3",
-                     "quantity": f"backward / forward NFE, {solver}, untrained toy MLP (median over rtol; not the trained ODE-Net)",
-                     "paper": paper.BACKWARD_OVER_FORWARD_NFE, "ours": float(ratio), "unit": "",
-                     "tolerance": 0.15, "verdict": ledger.backward_half(float(ratio))})   # the ledger's rule
+                     "quantity": f"backward / forward NFE, {solver}, untrained toy MLP (median over rtol; the paper's "
+                                 "'about half' is the trained ODE-Net's, judged in the MNIST rows)",
+                     "paper": None, "ours": float(ratio), "unit": ""})
     return rows
 
 

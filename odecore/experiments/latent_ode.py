@@ -89,8 +89,8 @@ FAST_METHOD = LEAN_DOPRI5
 PROFILES: dict[str, Config] = {
     "smoke": Config(n_spirals=40, n_test=10, seeds=(0,), batch_size=10, num_epochs=2,
                     rtol=1e-5, atol=1e-6, eval_rtol=1e-5, eval_atol=1e-6),
-    # 150 epochs (2400 iterations): the learning rate 0.01 * 0.98^epoch is below 5e-4 after 150, and
-    # on the first design 6400 iterations changed Table 2 little over 2000 (the chapter shows the curves).
+    # 150 epochs (2400 iterations): the learning rate 0.01 * 0.98^epoch is below 5e-4 after 150 (the chapter shows
+    # the curves, and the density test what more iterations change).
     "full": Config(seeds=(0, 1, 2), num_epochs=150, method=FAST_METHOD),
 }
 

@@ -120,7 +120,8 @@ def tasks(profile: str, only: tuple[str, ...]) -> list[Task]:
                     out.append(Task(3, -iters * LATENT_S_PER_ITER[model], f"latent_ode {model} n={n} seed={seed} regular",
                                     latent_ode.train_one, (profile, scfg, model, n, seed),
                                     {"progress": False, "sampling": "regular"}))
-    for experiment, specs in (("cnf_density", lambda: cnf.density_specs(cnf.DENSITY_PROFILES[profile])),
+    density = lambda cfg: cnf.density_specs(cfg) + cnf.variant_specs(cfg)   # noqa: E731  (the variants are its sub-runs too)
+    for experiment, specs in (("cnf_density", lambda: density(cnf.DENSITY_PROFILES[profile])),
                               ("cnf_mle", lambda: cnf.mle_specs(cnf.MLE_PROFILES[profile]))):
         if experiment not in only:
             continue

@@ -422,7 +422,7 @@ def long_cnf_table(density: dict) -> pd.DataFrame:
                           f"CNF {cfg['cnf_iterations']:,} it.": tables.mean_sd(kls(r.target, "cnf", r.size, cfg["cnf_iterations"])),
                           f"CNF {cfg['long_iterations']:,} it.": tables.mean_sd(r.kls),
                           f"NF {cfg['nf_iterations']:,} it.": tables.mean_sd(kls(r.target, "nf", r.size, cfg["nf_iterations"])),
-                          "gap closed": "-" if np.isnan(r.share) else f"{tables.number(100 * r.share, 2)}%",
+                          "gap closed": "-" if np.isnan(r.share) else tables.percent(r.share),
                           "CNF against NF": ("behind" if not r.matches else "within the seeds' sd or ahead")}
                          for r in long_cnf_against_nf(density).itertuples()])
 
@@ -526,7 +526,7 @@ def long_cnf_sentence(density: dict) -> str:
                      f"so widely (sd {sds}) that the NF lies within their combined sd")
     stays_closer, stays_flat = stays[stays.lower], stays[~stays.lower]
     if len(stays_closer):
-        shares = ", ".join(f"{tables.number(100 * r.share, 2)}% of the gap on {r.target}" for r in stays_closer.itertuples())
+        shares = ", ".join(f"{tables.percent(r.share)} of the gap on {r.target}" for r in stays_closer.itertuples())
         parts.append(f"on {say(stays_closer)} it comes closer but stays behind by more than the seeds' combined sd "
                      f"(closing {shares})")
     if len(stays_flat):
@@ -639,7 +639,7 @@ def cnf_variants_sentence(density: dict) -> str:
         parts = [f"brings the CNF within the seeds' sd of the NF or ahead of it on {_and(g[reached].target)}"
                  ] if reached.any() else []
         if len(closer):
-            shares = ", ".join(f"{tables.number(100 * r.share, 2)}% of the gap on {r.target}"
+            shares = ", ".join(f"{tables.percent(r.share)} of the gap on {r.target}"
                                for r in closer.itertuples() if not np.isnan(r.share))
             parts.append(f"lowers the KL on {_and(closer.target)}" + (f" (closing {shares})" if shares else "")
                          + " without reaching the NF")
@@ -666,6 +666,9 @@ def cnf_variants_sentence(density: dict) -> str:
         return text + "The CNF as trained was not behind the NF on these targets, so they cannot tell what holds it back."
     fixed = behind[behind.matches]
     still = [t for t in dict.fromkeys(behind.target) if t not in set(fixed.target)]
+    worse = vs[~vs.behind & ~vs.matches]   # a target the CNF matched as trained and a variant puts behind
+    worse = "".join(f"; on {_and(g.target)} {variant} leaves the CNF behind the NF, where as trained it matched"
+                    for variant, g in worse.groupby("variant", sort=False))
     if not helped:
         none = {1: "the setting tested is not", 2: "neither setting is"}.get(vs.variant.nunique(),
                                                                             "none of the settings tested is")
@@ -673,7 +676,7 @@ def cnf_variants_sentence(density: dict) -> str:
                        f"settings tested here (untested: {UNTESTED}).")
     if not still:
         return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "
-                       f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap.")
+                       f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap{worse}.")
     longer = long_cnf_against_nf(density)
     # where more iterations reach the NF instead; not where only the longer seeds' wider spread reaches it
     caught = set(longer[longer.behind & longer.matches].target) - set(spread_only(longer).target)
@@ -682,7 +685,7 @@ def cnf_variants_sentence(density: dict) -> str:
                    + (f"; on {_and(budget)} the CNF reaches the NF with more iterations instead (the CNF's budget, "
                       "above)" if budget else "")
                    + (f"; on {_and(other)} the CNF stays behind the NF for a reason not among the settings tested here "
-                      f"(untested: {UNTESTED})" if other else "") + ".")
+                      f"(untested: {UNTESTED})" if other else "") + worse + ".")
 
 
 def cnf_variants_claim(density: dict) -> str:

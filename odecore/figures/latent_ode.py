@@ -13,7 +13,7 @@ import pandas as pd
 
 from odecore import paper, plots
 from odecore.models.latent_ode import MODELS, NAMES
-from odecore.tables import mean_sd, number
+from odecore.tables import mean_sd, number, percent
 
 
 def table2_frame(record: dict) -> pd.DataFrame:
@@ -419,11 +419,6 @@ DENSITY_WORDS = {"headline": "Table 2 (dopri5)", "fast": "Table 2 (lean_dopri5)"
 OUTLIER_K = 3.0
 
 
-def _percent(x: float) -> str:
-    """'19%': a share or distance in whole percent, as the chapter's glued percentages read."""
-    return f"{number(float(round(x)))}%"
-
-
 def _say(ns) -> str:
     """'30', '30 and 50', '30, 50 and 100'."""
     ns = [str(n) for n in ns]
@@ -445,7 +440,7 @@ def density_frame(design: dict, counts, summary: dict | None = None) -> pd.DataF
                          "iterations": d["iterations"],
                          "RMSE": mean_sd(c["values"]) if c else "not yet run",
                          "new test spirals": mean_sd(c["independent_values"]) if c else "-",
-                         "above the paper": _percent(c["above_paper_pct"]) if c else "-"})
+                         "above the paper": percent(c["above_paper_pct"] / 100) if c else "-"})
     return pd.DataFrame(rows)
 
 
@@ -624,7 +619,7 @@ def density_sentence(summary: dict) -> str:
     out = []
     for n, v in density_verdicts(summary).items():
         gap = v["base_mean"] - v["paper"]
-        where = (f"{_percent(100 * gap / v['paper'])} above" if gap > 0 else "at or below")
+        where = (f"{percent(gap / v['paper'])} above" if gap > 0 else "at or below")
         text = (f"At n = {n} Table 2's latent ODE reads {mean_sd(v['base_values'])}, {where} the paper's "
                 f"{number(v['paper'], 4)}.")
         pair = {"dense": "longer", "longer": "dense"} if "equal_iterations" in v else {}
@@ -639,7 +634,7 @@ def density_sentence(summary: dict) -> str:
             if c["closes"] and c["share"] >= 1:
                 parts.append(f"{says} closes all of it ({mean_sd(c['values'])}, at or below the paper's)")
             elif c["closes"]:
-                parts.append(f"{says} closes {_percent(100 * c['share'])} ({mean_sd(c['values'])})")
+                parts.append(f"{says} closes {percent(c['share'])} ({mean_sd(c['values'])})")
             elif c["widens"]:
                 parts.append(f"{says} does not close it: its RMSE is higher ({mean_sd(c['values'])})")
             else:

@@ -86,3 +86,24 @@ def breakdown_sentence(bench: dict) -> str:
             f"likelihood and Adam step take the other {number(outside)} ms, {times(outside / (1e3 * ref['s_per_step']))} "
             "diffrax's whole iteration: eager PyTorch pays for each small operation in those parts too, and only the "
             "solver's steps are compiled here.")
+
+
+def older_weights(bench: dict | None, record: dict, replaced: dict | None) -> str:
+    """A sentence when a benchmark's trained rows timed another checkpoint than that of `record` (the chapter's Figure 5
+    record): its weights label names the solver they were trained with (benchmarks since it did), else it ran
+    before the record was made and so timed the checkpoint of the record that one replaced (`replaced`). Empty when
+    the benchmark timed the current weights, or there is none."""
+    rows = (bench or {}).get("rows") or (bench or {}).get("figure5") or []    # the diffrax and the CNF benchmark
+    trained = [r["weights"] for r in rows if r.get("weights", "").startswith("trained")]
+    if not trained:
+        return ""
+    method = record["config"].get("method", "dopri5")
+    if "trained with" in trained[0]:
+        if trained[0].rstrip(")").endswith(f"trained with {method}"):
+            return ""
+    elif bench.get("date", "") >= record.get("date", ""):
+        return ""
+    solver = f", trained with {replaced['config'].get('method', 'dopri5')}" if replaced else ""
+    return (f"Its trained rows timed an earlier Figure 5 checkpoint, that of the record the current one replaced{solver}, "
+            f"on the same settings and iterations: the benchmark ran on {bench['date'][:10]}, before the current "
+            f"record ({record['date'][:10]}), so its evaluations per solve differ a little from today's model's.")

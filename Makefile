@@ -16,9 +16,13 @@ env: $(VENV)/.installed
 
 # torch comes first through pip, which takes the CPU wheel; uv installs the rest against it in seconds
 # (pip took about 50 s of CI's 6 minutes resolving and unpacking the same pinned versions).
+# Which torch wheel pip takes comes from its configuration: this project's machines are set to the CPU build. From
+# PyPI directly, Linux gets the CUDA build (gigabytes): there, `make env TORCH_INDEX=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0 uv==0.13.9
+	$(BIN)/python -m pip install -q --disable-pip-version-check \
+	  $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple) torch==2.13.0 uv==0.13.9
 	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[book,test]"
 	touch $@
 

@@ -46,20 +46,20 @@ def bibtex(commit: str | None = None, date: str | None = None) -> str:
     return f"@software{{odecore_reproduction,\n{body}\n}}\n"
 
 
-def example(experiment: str = "mnist", profile: str | None = None, commit: str | None = None) -> str:
-    """A citation of one number, from a stored record: the ODE-Net's test error of Table 1 by default, at `commit`
-    (the build's: book/_ext/build_info.py passes it)."""
-    from odecore import scoreboard
+def example(profile: str | None = None, commit: str | None = None) -> str:
+    """A citation of one number, from a stored record: the ODE-Net's test error of Table 1 at `profile` (default:
+    the one the MNIST chapter shows), at `commit` (the build's: book/_ext/build_info.py passes it)."""
+    from odecore import profiles, scoreboard
     from odecore.tables import mean_sd
 
-    from odecore import profiles
-
-    profile = profile or profiles.current(experiment)   # the largest stored (smoke where nothing else is)
-    if profile not in results.available_profiles(experiment):
-        return f"no {experiment} result is stored yet: run python -m odecore.experiments {experiment}"
-    record = results.load(experiment, profile)
+    profile = profile or profiles.current("mnist")   # the largest stored (smoke where nothing else is)
+    if profile not in results.available_profiles("mnist"):
+        stored = ", ".join(results.available_profiles("mnist")) or "none"
+        return (f"no mnist result is stored at profile {profile!r} (stored: {stored}): run python -m odecore.experiments "
+                f"mnist --profile {profile}")
+    record = results.load("mnist", profile)
     row = record["metrics"]["table1"]["odenet"]
     at = f", the book at commit {commit[:12]}" if commit else ""
     return (f"ODE-Net test error {mean_sd(row['test_error'])} % over {len(row['seeds'])} seeds, "
-            f"{profile} profile (odecore {version()}{at}, data/results/{results.path_for(experiment, profile).name}, "
+            f"{profile} profile (odecore {version()}{at}, data/results/{results.path_for('mnist', profile).name}, "
             f"reproduction page row #{scoreboard.anchor('Table 1', 'ODE-Net test error')})")

@@ -114,14 +114,18 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
     if method not in METHODS and method not in SOLVERS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {tol!r}")
     if rtol == 0 and atol == 0:   # the error test could never pass: every step would be rejected
         raise ValueError("rtol and atol cannot both be 0")
+    if rtol >= 1:                 # a relative error of 100% passes any step: the answer would be noise
+        raise ValueError(f"rtol must be below 1, got {rtol!r} (it is a relative error: 1e-3 is 0.1%)")
     if not isinstance(t, Tensor) or t.dim() != 1 or t.numel() < 2:
         shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
         raise ValueError(f"t must be a 1-D tensor of at least 2 times, got {shape}")
     check_devices(z0, t)
+    if not t.is_floating_point():
+        raise ValueError(f"t must be floating point, got {t.dtype} (torch.tensor([0.0, 1.0]), not [0, 1])")
     if not torch.isfinite(t).all():
         raise ValueError("t contains non-finite values")
     dt = t[1:] - t[:-1]
@@ -134,6 +138,9 @@ def validate(func: Callable, z0: State, t: Tensor, *, rtol: float, atol: float, 
             raise ValueError(f"z0{'' if isinstance(z0, Tensor) else f'[{i}]'} contains non-finite values")
         if not leaf.is_floating_point():
             raise ValueError(f"z0 must be floating point, got {leaf.dtype}")
+        if leaf.dtype in (torch.float16, torch.bfloat16):   # the error control rounds away: silently wrong answers
+            raise ValueError(f"z0 is {leaf.dtype}: the solvers' step-size control needs at least float32 (its "
+                             "tolerances round to nothing in half precision); solve in float32 with z0.float()")
         if leaf.numel() == 0:    # the error norm of an empty state is NaN
             raise ValueError(f"z0 is empty (shape {tuple(leaf.shape)}): there is nothing to solve")
     if isinstance(func, nn.Module):
@@ -254,6 +261,15 @@ def check_max_steps(max_steps: int | None, method: str, t: Tensor, options: dict
                              "raise step_size or max_steps")
 
 
+def check_step_size(method: str, options: dict | None) -> None:
+    """Raise ValueError unless a fixed-grid method's step_size, when given, is a finite number > 0 (torch and
+    torchdiffeq fail on 0, a negative or a string deep inside, with messages that do not name it)."""
+    step = (options or {}).get("step_size")
+    if method in FIXED_GRID and step is not None and (
+            isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0):
+        raise ValueError(f"{method}: step_size must be a finite number > 0, got {step!r}")
+
+
 def check_gradient_path(func: Callable, z0: State, method: str, adjoint: bool) -> None:
     """Raise ValueError when gradients are expected (grad mode on and z0 or func's parameters
     require grad) from a method without an autograd path, which would return an output with
@@ -305,21 +321,25 @@ def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rt
         max_steps: a positive int: stop an adaptive solve after this many steps with a SolverError
             instead of letting a diverging model run for ever (training sets it). A fixed-grid method
             (rk4, euler, ...) knows its step count up front and refuses a grid of more steps with a
-            ValueError; the scipy methods take no max_steps.
+            ValueError; the scipy methods take no max_steps. None: no limit for torchdiffeq's methods,
+            lean_dopri5's own 100,000 steps.
 
     Returns:
         (T, batch, *dims) solution, or a tuple of those for a tuple state.
 
     Raises:
-        ValueError: times not strictly monotone or fewer than two, t on the meta device or on another
-            device than z0, non-finite or empty z0, non-finite parameters or buffers, an unknown
-            method or option, tolerances that are negative or both 0, a max_steps that is not a
-            positive int or that a fixed grid exceeds, a scipy method where gradients are expected
-            without the adjoint, or dynamics that return another shape or dtype than the state's.
+        ValueError: times not strictly monotone, fewer than two or not floating point, t on the meta device
+            or on another device than z0, non-finite, empty or half-precision z0, non-finite parameters
+            or buffers, an unknown method (or an unknown lean_dopri5 option: torchdiffeq only warns about
+            its own), tolerances that are not numbers, negative, both 0 or an rtol of 1 or more, a fixed-grid
+            step_size that is not a finite number > 0, a max_steps that is not a positive int or that a
+            fixed grid exceeds, a scipy method where gradients are expected without the adjoint, or
+            dynamics that return another shape or dtype than the state's.
         SolverError: the step limit was reached, the step size underflowed, or the dynamics
             returned NaN or inf at t0.
     """
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
+    check_step_size(method, options)
     check_max_steps(max_steps, method, t, options)
     check_gradient_path(func, z0, method, adjoint)
     if method == LEAN_DOPRI5:

@@ -220,3 +220,21 @@ def test_stacked_planar_nfs_compute_what_each_computes_alone():
         back = flows.PlanarNF(2, 5)
         back.load_state_dict(stacked.unstack(r))
         assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), nf.state_dict().values()))
+
+
+def test_layer_counts_noise_and_start_times_outside_their_range_are_refused():
+    nf = flows.PlanarNF(2, 4)
+    z = torch.randn(3, 2)
+    for bad in (-1, 5, 2.0, True):
+        with pytest.raises(ValueError, match="num_layers must be an int from 0 to 4"):
+            nf(z, num_layers=bad)
+        with pytest.raises(ValueError, match="num_layers must be an int from 0 to 4"):
+            nf.inverse(z, num_layers=bad)
+    assert torch.equal(nf(z, num_layers=0)[0], z)
+    dyn = flows.PlanarCNFDynamics(2, 4, 8)
+    with pytest.raises(ValueError, match="unknown noise 'uniform'"):
+        flows.CNF(dyn, trace="hutchinson", noise="uniform")
+    cnf = flows.CNF(dyn)
+    with pytest.raises(ValueError, match="times must start at t0 = 0.0"):
+        cnf.push(z, torch.tensor([0.5, 1.0]))
+    assert cnf.push(z, torch.tensor([0.0, 1.0]))[0].shape == (2, 3, 2)

@@ -69,7 +69,9 @@ def test_observations_without_replacement(data):
 
 
 @pytest.mark.parametrize("kwargs", [{"n_spirals": 41}, {"n_spirals": 40, "n_test": 40},
-                                    {"n_spirals": 40, "n_test": 10, "noise_std": -1.0}])
+                                    {"n_spirals": 40, "n_test": 10, "noise_std": -1.0},
+                                    {"n_spirals": 40, "n_test": 10, "noise_std": float("nan")},   # NaN data otherwise
+                                    {"n_spirals": 40, "n_test": 10, "t_max": float("inf")}])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         spirals.make_spirals(**kwargs)
@@ -272,3 +274,22 @@ def test_fused_recurrence_is_the_cell_loop(kind):
     g_loop = torch.autograd.grad(loop.square().sum(), cell.weight_hh)[0]
     g_fused = torch.autograd.grad(run_cell(cell, x, h0).square().sum(), cell.weight_hh)[0]
     assert torch.allclose(g_fused, g_loop, rtol=1e-5, atol=1e-6)
+
+
+def test_broken_preconditions_are_refused_not_answered():
+    torch.manual_seed(0)
+    model = LatentODE(rtol=1e-5, atol=1e-6)
+    z0 = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="t must start at 0"):          # z0 is the state at t = 0
+        model.latent_path(z0, torch.tensor([0.5, 1.0]))
+    t_grid = torch.linspace(0, 1, 5)
+    idx = torch.tensor([[1, 3], [2, 4]])
+    x = torch.zeros(2, 2, 2)
+    assert model.elbo(x, t_grid[idx], idx, t_grid)[0].shape == (2,)
+    with pytest.raises(ValueError, match="idx does not index t_obs"):
+        model.elbo(x, t_grid[idx] + 0.1, idx, t_grid)
+    poisson = PoissonLatentODE(rtol=1e-5, atol=1e-6)
+    times, mask = torch.tensor([[1.0, 5.0]]), torch.ones(1, 2)
+    with pytest.raises(ValueError, match=r"event times must lie in \[0, t_end = 3"):
+        poisson.elbo(times, mask, 3.0)
+    assert poisson.elbo(times, torch.tensor([[1.0, 0.0]]), 3.0)[0].shape == (1,)   # padding beyond t_end is no event

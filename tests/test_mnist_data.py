@@ -215,3 +215,25 @@ def test_load_from_a_folder_checks_the_shapes(fake_files, tmp_path):
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(fake_files["train-labels-idx1-ubyte.gz"])   # 20 labels for 6
     with pytest.raises(data.MNISTError, match=r"expected 6 labels of shape \(6,\), found \(20,\)"):
         data.load("test", folder)
+
+
+def test_a_misspelt_folder_is_an_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("ODECORE_MNIST_DIR", str(tmp_path / "typo"))
+    fetched = []
+    with pytest.raises(data.MNISTError, match=r"ODECORE_MNIST_DIR=.*typo is not a folder"):
+        data.locate(fetch=lambda url, dest: fetched.append(url))
+    assert fetched == []
+
+
+@pytest.mark.parametrize("kwargs,message", [({"n_val": -1}, "n_val must be an int from 1 to 59999"),
+                                            ({"n_val": 70_000}, "n_val must be"),
+                                            ({"n_val": 5000, "n_train": -5}, "n_train must be an int from 1 to 55000"),
+                                            ({"n_test": 0}, "n_test must be")])
+def test_split_sizes_that_empty_or_cut_a_split_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.splits(**kwargs)
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        next(data.batches(torch.zeros(4, 1, 28, 28), torch.zeros(4), 0, epoch=0, seed=0))

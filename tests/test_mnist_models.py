@@ -112,3 +112,9 @@ def test_scipy_lsoda_adjoint_gives_exact_gradients():
     A = func.A.detach().clone().requires_grad_(True)
     (z0.detach() @ torch.linalg.matrix_exp(A).T).sum().backward()
     torch.testing.assert_close(func.A.grad, A.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("step", [0, 0.0, -0.25, "0.25"])
+def test_an_rk_step_that_is_not_a_step_size_is_refused(step):
+    with pytest.raises(ValueError, match="rk_step must be a step size > 0"):
+        models.make("rknet", rk_step=step)

@@ -75,6 +75,10 @@ def test_citation_bib_is_what_cite_generates():
     assert (results.ROOT / "CITATION.bib").read_text() == cite.bibtex()
     cff = (results.ROOT / "CITATION.cff").read_text()
     assert f"version: {cite.version()}" in cff
+    # GitHub's "Cite this repository" takes preferred-citation: the reproduction, with the paper under references
+    preferred = cff.split("preferred-citation:")[1]
+    assert "type: software" in preferred and cite.TITLE in preferred and preferred.count(f"version: {cite.version()}") == 1
+    assert "Neural Ordinary Differential Equations\"" in cff.split("references:")[1].split("preferred-citation:")[0]
 
 
 def test_every_scoreboard_row_has_its_own_anchor(monkeypatch):

@@ -281,3 +281,13 @@ def test_a_signal_stops_the_pool_and_lists_the_unfinished_subruns(tmp_path, sign
     assert all(f"  unfinished: sleeper {i}" in out for i in range(3)), out
     assert f"{signal.Signals(signum).name}: stopping" in err
     assert "Traceback" not in err and "Check failed" not in err, err
+
+
+@pytest.mark.parametrize("args,message", [(["--workers", "0"], "--workers must be at least 1"),
+                                          (["--deadline", "-5"], "--deadline must be a number of seconds >= 0"),
+                                          (["--deadline", "nan"], "--deadline must be"),
+                                          (["--gpus-per-task", "0"], "--gpus-per-task must be > 0")])
+def test_pool_settings_that_could_never_finish_are_refused_before_ray_starts(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parallel.main(["--profile", "smoke", "--only", "cnf_mle", *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

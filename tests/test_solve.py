@@ -191,6 +191,15 @@ def test_lean_dopri5_refuses_what_it_cannot_do():
     ({"method": "rk45"}, "unknown method 'rk45'"),
     ({"rtol": -1e-3}, "rtol must be a finite number >= 0"),
     ({"atol": float("nan")}, "atol must be"),
+    ({"rtol": True}, "rtol must be a finite number"),                     # a boolean is not a tolerance
+    ({"rtol": 1.0}, "rtol must be below 1"),
+    ({"t": torch.tensor([0, 1])}, "t must be floating point"),
+    ({"z0": torch.ones(1, 1, dtype=torch.bfloat16)}, "needs at least float32"),   # else a wrong answer, silently
+    ({"z0": torch.ones(1, 1, dtype=torch.float16)}, "needs at least float32"),
+    ({"method": "rk4", "options": {"step_size": 0.0}}, "step_size must be a finite number > 0"),
+    ({"method": "euler", "options": {"step_size": -0.1}}, "step_size must be a finite number > 0"),
+    ({"method": "rk4", "options": {"step_size": "0.1"}}, "step_size must be a finite number > 0"),
+    ({"method": "rk4", "options": {"step_size": 0.0}, "max_steps": 10}, "step_size must be"),   # before max_steps divides
 ])
 def test_bad_input_is_named(kwargs, message):
     args = {"z0": torch.ones(1, 1), "t": torch.tensor([0.0, 1.0]), "method": "dopri5", "rtol": 1e-3, "atol": 1e-3}

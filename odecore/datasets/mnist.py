@@ -114,6 +114,10 @@ def locate(*, allow_download: bool = True, fetch: Callable[[str, Path], None] | 
         MNISTError: a file is present but its checksum is wrong (it is not replaced), or the files
             are nowhere and the download failed or was not allowed.
     """
+    chosen = settings.current().mnist_dir
+    if chosen is not None and not chosen.is_dir():   # a typo would otherwise fall back to data/mnist/ and a download
+        raise MNISTError(f"ODECORE_MNIST_DIR={chosen} is not a folder: set it to the folder that holds the four files, "
+                         f"or unset it to use {DEFAULT_DIR}.\n{FIX}")
     looked = []
     for folder in search_dirs():
         present = [n for n in FILES if (folder / n).is_file()]
@@ -196,7 +200,11 @@ def splits(n_val: int = 5000, *, n_train: int | None = None, n_test: int | None 
     """Hold `n_val` of the 60k training images out for validation (a fixed random choice).
 
     n_train / n_test cut the training split / test set to their first images (smoke profiles).
+    Raises ValueError for sizes that would leave a split empty or cut it by a negative count.
     """
+    for name, n, most in (("n_val", n_val, 59_999), ("n_train", n_train, 60_000 - n_val), ("n_test", n_test, 10_000)):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most):
+            raise ValueError(f"{name} must be an int from 1 to {most}, got {n!r}")
     folder = locate()
     x, y = load("train", folder)
     tx, ty = load("test", folder)
@@ -236,6 +244,8 @@ def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, ima
     `images_per_epoch` images of that stream (consecutive epochs cover the split before any image
     repeats). The last incomplete batch is dropped.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     n = len(x)
     per_epoch = min(images_per_epoch or n, n)
     start = epoch * per_epoch

@@ -96,11 +96,13 @@ def make_spirals(n_spirals: int = 1000, n_times: int = 100, *, n_extrap: int = 5
         raise ValueError(f"n_spirals must be even and >= 4 (half turn each way), got {n_spirals}")
     if not 0 < n_test < n_spirals or n_test % 2:
         raise ValueError(f"n_test must be even and in (0, n_spirals), got {n_test}")
-    if n_times < 2 or n_extrap < 0 or t_max <= 0 or noise_std < 0:
-        raise ValueError(f"need n_times >= 2, n_extrap >= 0, t_max > 0, noise_std >= 0; "
+    # written as "not (... ok ...)" so that NaN, which fails every comparison, is refused too
+    if not (n_times >= 2 and n_extrap >= 0 and math.isfinite(t_max) and t_max > 0
+            and math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"need n_times >= 2, n_extrap >= 0, a finite t_max > 0, a finite noise_std >= 0; "
                          f"got {n_times}, {n_extrap}, {t_max}, {noise_std}")
     for lo, hi in filter(None, (theta0_range, train_theta0_range)):
-        if not 0 < lo <= hi:
+        if not (math.isfinite(hi) and 0 < lo <= hi):
             raise ValueError(f"a start-angle range must satisfy 0 < low <= high, got ({lo}, {hi})")
     rng = np.random.default_rng(seed)
     step = t_max / (n_times - 1)

@@ -10,7 +10,8 @@
 A chapter's tables and figures are not here: they live in `odecore.figures.<chapter>`, as pure
 functions of the stored record and arrays, so they can be redrawn from a results file without running anything.
 
-One command line for every chapter (exit status 1 on any error):
+One command line for every chapter (exit status 2 with the usage for an unknown chapter or profile name, 1 with the reason
+for any other error):
 
     python -m odecore.experiments CHAPTER [--profile P] [--rerun]
 

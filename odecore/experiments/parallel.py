@@ -28,7 +28,7 @@ unfinished sub-runs listed, Ray shut down, and the command exits with 143 or 130
 exits at once).
 
 Command line (exit status 1 when any sub-run failed or was left unfinished, 128 + N after signal N):
-    python -m odecore.experiments.parallel --profile full --workers 14 --deadline 540
+    python -m odecore.experiments.parallel --profile full --only latent_ode cnf_density cnf_mle --workers 14 --deadline 540
     python -m odecore.experiments.parallel --profile full --address auto   # on a node of a running cluster
 """
 from __future__ import annotations
@@ -336,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="GPUs each GPU sub-run takes (0.25: four share a GPU)")
     parser.add_argument("--list", action="store_true", help="print the sub-runs in start order and exit")
     args = parser.parse_args(argv)
+    if args.workers < 1:            # a cluster of no CPUs would never start a task, and wait for ever
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if not args.deadline >= 0:
+        parser.error(f"--deadline must be a number of seconds >= 0, got {args.deadline}")
+    if not args.gpus_per_task > 0:
+        parser.error(f"--gpus-per-task must be > 0, got {args.gpus_per_task}")
     try:
         todo = tasks(args.profile, tuple(args.only))
     except ValueError as err:

@@ -102,7 +102,7 @@ class PlanarNF(nn.Module):
         The same arithmetic as calling each PlanarFlow in turn, arranged so that a layer costs three
         operations (addmv, tanh, addr): the invertibility fix, w^T u^ and the log-determinants of
         all K layers are each one batched operation before or after the loop."""
-        layers = self.layers[:num_layers]
+        layers = self.layers[:self._count(num_layers)]
         if len(layers) == 0:
             return z, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         u = torch.stack([layer.u for layer in layers])               # (K, d)
@@ -124,10 +124,20 @@ class PlanarNF(nn.Module):
 
         When forward() is the normalizing direction (data -> base, as in maximum likelihood),
         inverse(z, k) is the generative flow after its first k steps."""
-        k = len(self.layers) if num_layers is None else num_layers
+        k = self._count(num_layers)
         for layer in list(self.layers)[len(self.layers) - k:][::-1]:
             x = layer.inverse(x)
         return x
+
+    def _count(self, num_layers: int | None) -> int:
+        """How many layers a call uses: all for None, else 0 .. K (a slice would quietly take a negative or too
+        large count to mean something else)."""
+        if num_layers is None:
+            return len(self.layers)
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 <= num_layers <= len(self.layers):
+            raise ValueError(f"num_layers must be an int from 0 to {len(self.layers)} (this flow's layers), "
+                             f"got {num_layers!r}")
+        return num_layers
 
 
 class StackedPlanarNF(nn.Module):
@@ -249,6 +259,8 @@ class CNFFunc(nn.Module):
             raise ValueError(f"unknown trace {trace!r}; expected one of {', '.join(TRACES)}")
         if trace == "closed" and not hasattr(dynamics, "velocity_and_trace"):
             raise ValueError(f"{type(dynamics).__name__} has no closed-form trace; use trace='autograd'")
+        if noise not in ("rademacher", "gaussian"):
+            raise ValueError(f"unknown noise {noise!r}; expected 'rademacher' or 'gaussian'")
         self.dynamics, self.trace, self.noise = dynamics, trace, noise
         self.eps: Tensor | None = None
 
@@ -328,6 +340,8 @@ class CNF(nn.Module):
         """Base samples z0: (batch, d) forward from t0. Returns z(t) and log q(z(t)) at `times`
         ((T, batch, d), (T, batch)); with times None, only t1 ((batch, d), (batch,))."""
         ts = torch.tensor([self.t0, self.t1]) if times is None else times
+        if times is not None and float(times[0]) != self.t0:    # the base density holds at t0 only
+            raise ValueError(f"push: times must start at t0 = {self.t0}, where z0 is drawn, got {float(times[0])}")
         z, logq = self._solve(z0, self.base_logpdf(z0), ts)
         return (z[-1], logq[-1]) if times is None else (z, logq)
 

@@ -138,6 +138,8 @@ class LatentODE(nn.Module):
 
     def latent_path(self, z0: Tensor, t: Tensor, **solver) -> Tensor:
         """(batch, len(t), latent_dim): z at every time of the 1-D grid t (t[0] = 0), one solve."""
+        if float(t[0]) != 0.0:     # z0 is the state at the window start, t = 0
+            raise ValueError(f"t must start at 0, the time z0 refers to, got t[0] = {float(t[0])}")
         opts = {**self.solver, **solver}
         if not opts["adjoint"]:
             opts.pop("adjoint_options")
@@ -153,6 +155,8 @@ class LatentODE(nn.Module):
             t_grid: (T,) increasing grid starting at 0 that holds every observation time; the
                 solve returns z there (dopri5 interpolates, so the grid costs no extra steps).
         """
+        if not torch.allclose(t_grid[idx], t_obs):   # z would be read at other times than those observed
+            raise ValueError("idx does not index t_obs in t_grid: t_grid[idx] must equal t_obs")
         mean, std = self.encoder(x, t_obs)
         z0 = mean + std * torch.randn_like(std) if sample else mean
         last = int(idx.max()) + 1
@@ -290,9 +294,12 @@ class PoissonLatentODE(nn.Module):
 
         One solve over the sorted union of all event times of the batch (plus 0 and t_end).
         """
+        events = times[mask.bool()]
+        if len(events) and not (float(events.min()) >= 0 and float(events.max()) <= t_end):
+            raise ValueError(f"event times must lie in [0, t_end = {t_end}], got {float(events.min())} .. "
+                             f"{float(events.max())}")
         mean, std = self.encode(times, mask)
         z0 = mean + std * torch.randn_like(std) if sample else mean
-        events = times[mask.bool()]
         grid = torch.unique(torch.cat([times.new_tensor([0.0, t_end]), events]))
         z, cum = self.path(z0, grid)
         pos = torch.searchsorted(grid, times.clamp(0, t_end).contiguous())

@@ -133,8 +133,10 @@ def make(name: str, *, downsampling: str = "res", tol: float = 1e-3, method: str
     elif name == "odenet":
         feature = ODEBlock(tol=tol, method=method, adjoint=True)
     elif name == "rknet":
+        if rk_step is not None and not (isinstance(rk_step, (int, float)) and rk_step > 0):
+            raise ValueError(f"rk_step must be a step size > 0 (or None for an adaptive rk_method), got {rk_step!r}")
         feature = ODEBlock(tol=tol, method=rk_method, adjoint=False,
-                           options={"step_size": rk_step} if rk_step else None)
+                           options={"step_size": rk_step} if rk_step is not None else None)
     else:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     return Classifier(stem(downsampling), feature, head())

@@ -167,7 +167,9 @@ def retrained(old: dict, new: dict) -> dict | None:
         return {_run_key(r): r for r in record["metrics"].get("runs", []) if "train_time_s" in r}
 
     before, after = runs(old), runs(new)
-    pairs = [(before[k], r) for k, r in after.items() if k in before]
+    # a run the new record took over from the old one unchanged (Figure 4's NFs, which solve no ODE) was not trained
+    # again: the same measured time in both, so it is no pair
+    pairs = [(before[k], r) for k, r in after.items() if k in before and before[k]["train_time_s"] != r["train_time_s"]]
     if not pairs:
         return None
     old_s, new_s = sum(a["train_time_s"] for a, _ in pairs), sum(b["train_time_s"] for _, b in pairs)

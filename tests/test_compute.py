@@ -14,11 +14,18 @@ def _run(kind: str, seed: int, seconds: float) -> dict:
 def test_retrained_compares_the_runs_both_records_have():
     old = {"config": {"method": "dopri5"}, "metrics": {"runs": [_run("cnf", 0, 100.0), _run("nf", 0, 20.0)]}}
     new = {"config": {"method": "lean_dopri5"},
-           "metrics": {"runs": [_run("cnf", 0, 40.0), _run("cnf", 1, 45.0), _run("nf", 0, 20.0)]}}
+           "metrics": {"runs": [_run("cnf", 0, 40.0), _run("cnf", 1, 45.0), _run("nf", 0, 10.0)]}}
     pair = compute.retrained(old, new)
-    # seed 1 has no old run: two pairs, 120 s against 60 s
+    # seed 1 has no old run: two pairs, 120 s against 50 s
     assert pair["runs"] == 2 and (pair["old_method"], pair["new_method"]) == ("dopri5", "lean_dopri5")
-    assert pair["speedup"] == pytest.approx(2.0) and pair["old_hours"] == pytest.approx(120 / 3600)
+    assert pair["speedup"] == pytest.approx(2.4) and pair["old_hours"] == pytest.approx(120 / 3600)
+
+
+def test_a_run_taken_over_unchanged_is_not_a_retrained_pair():
+    old = {"config": {"method": "dopri5"}, "metrics": {"runs": [_run("cnf", 0, 100.0), _run("nf", 0, 20.0)]}}
+    new = {"config": {"method": "lean_dopri5"}, "metrics": {"runs": [_run("cnf", 0, 40.0), _run("nf", 0, 20.0)]}}
+    pair = compute.retrained(old, new)
+    assert pair["runs"] == 1 and pair["speedup"] == pytest.approx(2.5)
 
 
 def test_retrained_is_none_when_the_records_share_no_run():

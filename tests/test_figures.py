@@ -617,3 +617,27 @@ def test_the_cnf_variants_are_measured_from_their_seeds_as_trained_and_enter_the
     assert "the claim holds under that setting." in cnf_figures.cnf_variants_claim(fixed)
     assert cnf_figures.cnf_variants_claim({**density, "metrics": {"runs": runs, "cnf_variants": wide[:1]}}).startswith(
         "These runs look for the reason")
+
+
+def test_figure4s_solver_change_names_the_settings_that_moved_beyond_the_seeds_sd():
+    from odecore.figures import cnf as cnf_figures
+
+    def run(kind, task, size, seed, kl, iterations=100, **extra):
+        return {"kind": kind, "task": task, "size": size, "seed": seed, "iterations": iterations, "kl": kl, **extra}
+
+    cfg = {"targets": ["U1", "U2"], "cnf_units": [4], "nf_layers": [4], "cnf_iterations": 100, "nf_iterations": 100}
+    nfs = [run("nf", t, 4, s, 0.010 + 0.001 * s) for t in ("U1", "U2") for s in range(3)]
+    old = {"config": {**cfg, "method": "dopri5"},
+           "metrics": {"runs": nfs + [run("cnf", t, 4, s, 0.011 + 0.001 * s) for t in ("U1", "U2") for s in range(3)],
+                       "cnf_variants": [run("cnf", "U1", 4, s, 0.02, variant="cosine lr") for s in range(3)]}}
+    same = {**old, "config": {**cfg, "method": "lean_dopri5"}}
+    assert cnf_figures.density_solver_change(old, same) == (
+        "The earlier training on dopri5 had 3 of these CNF settings (target, M, iterations, variant); on every one the mean "
+        "KL over seeds moved by no more than the two trainings' combined sd. The CNF matched or beat the NF on 2 of 2 "
+        "targets then and on 2 of 2 now.")
+    worse = {**same, "metrics": {**old["metrics"], "runs": nfs + [run("cnf", t, 4, s, (0.011 if t == "U1" else 0.05)
+                                                                       + 0.001 * s) for t in ("U1", "U2") for s in range(3)]}}
+    text = cnf_figures.density_solver_change(old, worse)
+    assert "moved by more than the two trainings' combined sd on 1 of them: U2, M = 4, 100 it.: 0.0120 to 0.0510" in text
+    assert text.endswith("on 2 of 2 targets then and on 1 of 2 now.")
+    assert cnf_figures.density_solver_change(old, {**same, "metrics": {"runs": nfs}}) == ""

@@ -141,6 +141,42 @@ def solver_change(old: dict, new: dict) -> str:
     return text + "."
 
 
+def density_solver_change(old: dict, new: dict) -> str:
+    """A sentence: Figure 4's CNF settings (target, M, iterations, variant) that an earlier record (`old`, the one `new`
+    replaced) also trained, whether each mean KL moved by more than the seeds' combined sd of the two trainings, and
+    the claim's count of targets then and now. Empty when the two records share no CNF run."""
+    def groups(record: dict) -> dict[tuple, list[float]]:
+        out: dict[tuple, list[float]] = {}
+        for key in ("runs", "cnf_variants"):
+            for r in record["metrics"].get(key, []):
+                if r.get("kind") == "cnf" and "kl" in r:
+                    out.setdefault((r["task"], r["size"], r["iterations"], r.get("variant", "")), []).append(r["kl"])
+        return out
+
+    before, after = groups(old), groups(new)
+    shared = [k for k in after if k in before]
+    if not shared:
+        return ""
+    moved = []
+    for key in shared:
+        a, b = np.asarray(before[key]), np.asarray(after[key])
+        sd = spread(a.std(ddof=1) if len(a) > 1 else np.nan, b.std(ddof=1) if len(b) > 1 else np.nan)
+        if abs(b.mean() - a.mean()) > sd:
+            task, size, iterations, variant = key
+            moved.append(f"{task}, M = {size}, {iterations:,} it.{f' ({variant})' if variant else ''}: "
+                         f"{tables.number(a.mean())} to {tables.number(b.mean())} (combined sd {tables.number(sd)})")
+    solver = old.get("config", {}).get("method", "dopri5")
+    text = f"The earlier training on {solver} had {len(shared)} of these CNF settings (target, M, iterations, variant); "
+    text += (f"the mean KL over seeds moved by more than the two trainings' combined sd on {len(moved)} of them: "
+             + "; ".join(moved) if moved else
+             "on every one the mean KL over seeds moved by no more than the two trainings' combined sd")
+    then, now = cnf_against_nf(old), cnf_against_nf(new)
+    if len(then) and len(now):
+        text += (f". The CNF matched or beat the NF on {int(then.matches.sum())} of {len(then)} targets then and on "
+                 f"{int(now.matches.sum())} of {len(now)} now")
+    return text + "."
+
+
 def failures(record: dict) -> list[dict]:
     return [r for r in record["metrics"]["runs"] + record["metrics"].get("cnf_variants", []) if "failed" in r]
 

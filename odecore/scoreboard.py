@@ -162,14 +162,18 @@ README_START, README_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->
 
 def markdown() -> str:
     """The table as Markdown, for the README (regenerate with `python -m odecore.scoreboard`)."""
-    def cell(x) -> str:
+    from odecore.tables import number
+
+    def cell(x, column: str) -> str:   # the book's formatting: the paper's numbers as printed, ours by tables.number
         if x is None or (isinstance(x, float) and pd.isna(x)):
             return "-"
-        return f"{x:.4g}" if isinstance(x, float) else str(x)
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            return paper.printed(x) if column == "paper" else number(x)
+        return str(x)
 
     df = table().drop(columns="claim")
     lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, df.columns)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 

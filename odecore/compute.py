@@ -11,6 +11,7 @@ where an interruption split it across thread counts); an epoch from before that 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 THREADS = re.compile(r"cpu \((\d+) threads?\)")
@@ -120,21 +121,26 @@ def total(records: list[dict]) -> Compute:
     """The compute of several records together, a run that two of them share counted once. Such a run (the sampling
     comparison and the density test reuse Table 2's runs) is stored in both with the same measured time on the same
     device, and separate trainings never measure the same time to the nanosecond; within one record equal times
-    are separate runs (the NFs trained stacked share each chunk's time evenly), so only a later record's pieces
-    that an earlier one holds are dropped."""
-    counted: set[tuple[float, str]] = set()
+    are separate runs (the NFs trained stacked share each chunk's time evenly), so a piece counts as often as the
+    record holding the most copies of it has it."""
+    held: Counter = Counter()           # the most copies of each piece one record has had so far
     parts: list[tuple[float, str]] = []
     for record in records:
-        mine = pieces(record)[0]
-        parts += [piece for piece in mine if piece not in counted]
-        counted.update(mine)
+        mine = Counter(pieces(record)[0])
+        for piece, n in mine.items():
+            parts += [piece] * max(0, n - held[piece])
+            held[piece] = max(held[piece], n)
     return _sum(parts, f"{len(records)} records")
 
 
 def shared(record: dict, others: list[dict]) -> int:
-    """How many of `record`'s pieces of training are also pieces of one of `others` (the same run, stored twice)."""
-    theirs = {piece for r in others for piece in pieces(r)[0]}
-    return sum(piece in theirs for piece in pieces(record)[0])
+    """How many of `record`'s pieces of training are also pieces of one of `others` (the same run, stored twice;
+    equal pieces count as often as both sides have them)."""
+    theirs: Counter = Counter()
+    for r in others:
+        theirs |= Counter(pieces(r)[0])          # the most copies any one of them has
+    mine = Counter(pieces(record)[0])
+    return sum(min(n, theirs[piece]) for piece, n in mine.items())
 
 
 def devices(record: dict) -> str:
@@ -161,8 +167,9 @@ def _run_key(run: dict) -> tuple:
 
 def retrained(old: dict, new: dict) -> dict | None:
     """A record trained again (`new`) against the one it replaced (`old`): the training time of the runs both
-    have (same model, data, seed and iterations), so the two times are of the same work, and each record's
-    solver. None when they share no run."""
+    have (same model, data, seed and iterations) and the new one trained again (a run taken over unchanged has
+    the same measured time in both and is left out), so the two times are of the same work, and each record's
+    solver. None when no run was trained again."""
     def runs(record: dict) -> dict[tuple, dict]:
         return {_run_key(r): r for r in record["metrics"].get("runs", []) if "train_time_s" in r}
 

@@ -63,7 +63,10 @@ def number(x, digits: int = DIGITS, unit: str = "", zeros: bool = True) -> str:
 
 
 def percent(share: float) -> str:
-    """A share as a whole percent, '107%': a share of a gap can pass 100%, where two significant digits would read 110."""
+    """A share as a whole percent, '107%': a share of a gap can pass 100%, where two significant digits would read 110.
+    '-' for a missing one, as `number`."""
+    if share is None or math.isnan(share):
+        return "-"
     return f"{number(round(100 * share))}%"
 
 

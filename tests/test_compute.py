@@ -70,3 +70,11 @@ def test_total_counts_a_run_two_records_share_once_and_equal_times_within_a_reco
     assert both.hours == pytest.approx((100 + 50 + 30 + 7 + 7) / 3600) and both.cpu_core_hours == both.hours
     assert compute.of(reuse).hours == pytest.approx(130 / 3600)                        # a record's own row keeps it
     assert compute.shared(reuse, [table2]) == 1 and compute.shared(stacked, [table2, reuse]) == 0
+
+
+def test_total_does_not_depend_on_the_order_of_a_stack_and_a_record_reusing_one_of_its_runs():
+    stack = {"metrics": {"runs": [_run("nf", s, 7.0) for s in range(4)]}}       # a stack's even split: four runs
+    reuse = {"metrics": {"runs": [_run("nf", 0, 7.0)]}}
+    for order in ([stack, reuse], [reuse, stack]):
+        assert compute.total(order).hours == pytest.approx(28 / 3600)
+    assert compute.shared(reuse, [stack]) == 1 and compute.shared(stack, [reuse]) == 1

@@ -360,7 +360,7 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     words = mnist_figures.nfe_ablation_words(flat)
     assert "none of these differences makes it grow" in words and "145 of its 160 epochs left" in words
     # every setting the authors' schedule changes is named, read from the configs
-    assert ("its momentum (plain against Nesterov), its weight decay (none against 5 × 10⁻⁴), its learning-rate "
+    assert ("its momentum type (plain against Nesterov), its weight decay (none against 5 × 10⁻⁴), its learning-rate "
             "schedule (step decay against one-cycle) and its random crops (padding 4 against padding 2)") in words
     assert "about 24.2 h" in words and "Not yet trained: one-cycle without weight decay." in words
     assert not mnist_figures.nfe_grows(flat["metrics"]["variants"]["authors"]["nfe_forward"])
@@ -632,12 +632,16 @@ def test_figure4s_solver_change_names_the_settings_that_moved_beyond_the_seeds_s
                        "cnf_variants": [run("cnf", "U1", 4, s, 0.02, variant="cosine lr") for s in range(3)]}}
     same = {**old, "config": {**cfg, "method": "lean_dopri5"}}
     assert cnf_figures.density_solver_change(old, same) == (
-        "The earlier training on dopri5 had 3 of these CNF settings (target, M, iterations, variant); on every one the mean "
-        "KL over seeds moved by no more than the two trainings' combined sd. The CNF matched or beat the NF on 2 of 2 "
-        "targets then and on 2 of 2 now.")
+        "The earlier training on dopri5 had 3 of this record's CNF settings (target, M, iterations, variant); on each "
+        "with several seeds on both sides the mean KL over seeds moved by no more than the two trainings' combined sd. "
+        "The CNF matched or beat the NF on 2 of 2 targets then and on 2 of 2 now.")
+    one_seed = {**same, "metrics": {**old["metrics"], "cnf_variants": [run("cnf", "U1", 4, 0, 0.03, variant="cosine lr")]}}
+    assert ("; with one seed on a side, U1, M = 4, 100 it. (cosine lr), 0.0200 then and 0.0300 now."
+            in cnf_figures.density_solver_change(old, one_seed))   # no sd of 0 to judge it by
     worse = {**same, "metrics": {**old["metrics"], "runs": nfs + [run("cnf", t, 4, s, (0.011 if t == "U1" else 0.05)
                                                                        + 0.001 * s) for t in ("U1", "U2") for s in range(3)]}}
     text = cnf_figures.density_solver_change(old, worse)
-    assert "moved by more than the two trainings' combined sd on 1 of them: U2, M = 4, 100 it.: 0.0120 to 0.0510" in text
+    assert ("moved by more than the two trainings' combined sd on 1 of the 3 with several seeds on both sides "
+            "(U2, M = 4, 100 it., from 0.0120 to 0.0510, combined sd") in text
     assert text.endswith("on 2 of 2 targets then and on 1 of 2 now.")
     assert cnf_figures.density_solver_change(old, {**same, "metrics": {"runs": nfs}}) == ""

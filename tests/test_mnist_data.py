@@ -98,6 +98,7 @@ def test_corrupt_file_is_an_error_that_says_what_and_how(fake_files, tmp_path, m
 
 
 def test_missing_files_say_where_we_looked(fake_files, tmp_path, monkeypatch):
+    (tmp_path / "nowhere").mkdir()                    # a folder, but without the files
     monkeypatch.setenv("ODECORE_MNIST_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(data.MNISTError) as err:
         data.locate(allow_download=False)
@@ -237,3 +238,5 @@ def test_split_sizes_that_empty_or_cut_a_split_are_refused(kwargs, message):
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         next(data.batches(torch.zeros(4, 1, 28, 28), torch.zeros(4), 0, epoch=0, seed=0))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):   # before len() divides by it
+        data.Batches(torch.zeros(4, 1, 28, 28), torch.zeros(4), 0, epoch=0, seed=0)

@@ -49,7 +49,7 @@ def test_load_benchmark_prefers_the_results_folder_then_the_committed_copy(tmp_p
 
 
 def test_a_benchmark_of_an_earlier_checkpoint_says_so():
-    record = {"date": "2026-12-07T22:00:00+00:00", "config": {"method": "lean_dopri5"}}
+    record = {"date": "2026-12-07T22:00:00+00:00", "profile": "full", "config": {"method": "lean_dopri5"}}
     replaced = {"config": {"method": "dopri5"}}
     old_label = {"date": "2026-12-06T20:00:00+00:00", "rows": [{"weights": "initial weights (seed 0)"},
                                                                {"weights": "trained Figure 5 checkpoint (full profile, 5000 it.)"}]}
@@ -58,6 +58,7 @@ def test_a_benchmark_of_an_earlier_checkpoint_says_so():
     named = {"date": "2026-12-06T20:00:00+00:00",
              "figure5": [{"weights": "trained Figure 5 checkpoint (full profile, 5000 it., trained with lean_dopri5)"}]}
     assert speed.older_weights(named, record, replaced) == ""           # the label says which weights: today's
-    assert speed.older_weights(named, {**record, "config": {"method": "dopri5"}}, None).startswith("Its trained rows")
+    assert speed.older_weights(named, {**record, "config": {"method": "dopri5"}}, None).startswith("The benchmark's trained rows")
+    assert speed.older_weights(named, {**record, "profile": "reduced"}, replaced) != ""   # another profile's checkpoint
     assert speed.older_weights(None, record, replaced) == ""
     assert speed.older_weights({"rows": [{"weights": "initial weights (seed 0)"}], "date": ""}, record, replaced) == ""

@@ -64,7 +64,8 @@ def sha256(path: Path) -> str:
 
 
 def search_dirs() -> list[Path]:
-    """Where the files are looked for, in order: $ODECORE_MNIST_DIR (if set), then data/mnist/."""
+    """Where the files are looked for, in order: $ODECORE_MNIST_DIR (if set; `locate` refuses one that is not a
+    folder), then data/mnist/."""
     chosen = settings.current().mnist_dir
     return ([chosen] if chosen else []) + [DEFAULT_DIR]
 
@@ -111,8 +112,9 @@ def locate(*, allow_download: bool = True, fetch: Callable[[str, Path], None] | 
     """The folder holding all four verified files, downloading into data/mnist/ if none has them.
 
     Raises:
-        MNISTError: a file is present but its checksum is wrong (it is not replaced), or the files
-            are nowhere and the download failed or was not allowed.
+        MNISTError: $ODECORE_MNIST_DIR is set but is not a folder (a typo: nothing is looked up or
+            downloaded elsewhere), a file is present but its checksum is wrong (it is not replaced), or
+            the files are nowhere and the download failed or was not allowed.
     """
     chosen = settings.current().mnist_dir
     if chosen is not None and not chosen.is_dir():   # a typo would otherwise fall back to data/mnist/ and a download
@@ -202,8 +204,10 @@ def splits(n_val: int = 5000, *, n_train: int | None = None, n_test: int | None 
     n_train / n_test cut the training split / test set to their first images (smoke profiles).
     Raises ValueError for sizes that would leave a split empty or cut it by a negative count.
     """
-    for name, n, most in (("n_val", n_val, 59_999), ("n_train", n_train, 60_000 - n_val), ("n_test", n_test, 10_000)):
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most):
+    for name, n, most, optional in (("n_val", n_val, 59_999, False), ("n_train", n_train, None, True),
+                                    ("n_test", n_test, 10_000, True)):
+        most = 60_000 - n_val if most is None else most      # n_val is checked first
+        if not (optional and n is None) and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most):
             raise ValueError(f"{name} must be an int from 1 to {most}, got {n!r}")
     folder = locate()
     x, y = load("train", folder)
@@ -235,6 +239,11 @@ def random_crop(x: Tensor, padding: int = 4, generator: torch.Generator | None =
     return windows[torch.arange(b, device=x.device), :, offsets[0], offsets[1]]
 
 
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
+
 def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, images_per_epoch: int | None = None,
             augment: bool = True, padding: int = 4) -> Iterator[tuple[Tensor, Tensor]]:
     """Training batches of epoch `epoch`, reproducible from (seed, epoch) alone, so a resumed run
@@ -244,8 +253,7 @@ def batches(x: Tensor, y: Tensor, batch_size: int, *, epoch: int, seed: int, ima
     `images_per_epoch` images of that stream (consecutive epochs cover the split before any image
     repeats). The last incomplete batch is dropped.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     n = len(x)
     per_epoch = min(images_per_epoch or n, n)
     start = epoch * per_epoch
@@ -272,6 +280,7 @@ class Batches:
     """`batches(...)` with a length, so the training loop's progress bar knows its total."""
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, **kw):
+        check_batch_size(batch_size)      # here too: len() divides by it before any batch is drawn
         self.x, self.y, self.batch_size, self.kw = x, y, batch_size, kw
 
     def __len__(self) -> int:

@@ -157,19 +157,29 @@ def density_solver_change(old: dict, new: dict) -> str:
     shared = [k for k in after if k in before]
     if not shared:
         return ""
-    moved = []
+    moved, single = [], []
     for key in shared:
         a, b = np.asarray(before[key]), np.asarray(after[key])
-        sd = spread(a.std(ddof=1) if len(a) > 1 else np.nan, b.std(ddof=1) if len(b) > 1 else np.nan)
+        task, size, iterations, variant = key
+        name = f"{task}, M = {size}, {iterations:,} it.{f' ({variant})' if variant else ''}"
+        if min(len(a), len(b)) < 2:      # no spread to judge a change by: say both numbers
+            single.append(f"{name}, {tables.number(a.mean())} then and {tables.number(b.mean())} now")
+            continue
+        sd = spread(a.std(ddof=1), b.std(ddof=1))
         if abs(b.mean() - a.mean()) > sd:
-            task, size, iterations, variant = key
-            moved.append(f"{task}, M = {size}, {iterations:,} it.{f' ({variant})' if variant else ''}: "
-                         f"{tables.number(a.mean())} to {tables.number(b.mean())} (combined sd {tables.number(sd)})")
+            moved.append(f"{name}, from {tables.number(a.mean())} to {tables.number(b.mean())}, combined sd "
+                         f"{tables.number(sd)}")
+    judged = len(shared) - len(single)
     solver = old.get("config", {}).get("method", "dopri5")
-    text = f"The earlier training on {solver} had {len(shared)} of these CNF settings (target, M, iterations, variant); "
-    text += (f"the mean KL over seeds moved by more than the two trainings' combined sd on {len(moved)} of them: "
-             + "; ".join(moved) if moved else
-             "on every one the mean KL over seeds moved by no more than the two trainings' combined sd")
+    text = (f"The earlier training on {solver} had {len(shared)} of this record's CNF settings (target, M, iterations, "
+            "variant)")
+    if judged:
+        text += (f"; the mean KL over seeds moved by more than the two trainings' combined sd on {len(moved)} of the "
+                 f"{judged} with several seeds on both sides ({'; '.join(moved)})" if moved else
+                 f"; on {'each' if judged > 1 else 'the one'} with several seeds on both sides the mean KL over seeds "
+                 "moved by no more than the two trainings' combined sd")
+    if single:
+        text += f"; with one seed on a side, {'; '.join(single)}"
     then, now = cnf_against_nf(old), cnf_against_nf(new)
     if len(then) and len(now):
         text += (f". The CNF matched or beat the NF on {int(then.matches.sum())} of {len(then)} targets then and on "
@@ -703,13 +713,13 @@ def cnf_variants_sentence(density: dict) -> str:
     fixed = behind[behind.matches]
     still = [t for t in dict.fromkeys(behind.target) if t not in set(fixed.target)]
     worse = vs[~vs.behind & ~vs.matches]   # a target the CNF matched as trained and a variant puts behind
-    worse = "".join(f"; on {_and(g.target)} {variant} leaves the CNF behind the NF, where as trained it matched"
+    worse = "".join(f"; on {_and(g.target)}, {variant} leaves the CNF behind the NF, where as trained it matched"
                     for variant, g in worse.groupby("variant", sort=False))
     if not helped:
         none = {1: "the setting tested is not", 2: "neither setting is"}.get(vs.variant.nunique(),
                                                                             "none of the settings tested is")
         return text + (f"So {none} what holds the CNF back on {_and(behind.target)}; what does is not among the "
-                       f"settings tested here (untested: {UNTESTED}).")
+                       f"settings tested here (untested: {UNTESTED}){worse}.")
     if not still:
         return text + (f"So on {_and(fixed.target)} our settings, not the CNF, kept it behind the NF: {_and(fixed.variant)} "
                        f"close{'s' if fixed.variant.nunique() == 1 else ''} the gap{worse}.")

@@ -378,15 +378,17 @@ def error_overlap_words(record: dict) -> str:
                    f"{len(conv_runs)} convolutional runs, {len(set.union(*conv_runs))} in at least one.")
 
 
-def limits(record: dict) -> list[str]:
-    """What the profile shown cannot say, one Markdown bullet each (the chapter's last section)."""
+def limits(record: dict, full_stored: bool = False) -> list[str]:
+    """What the profile shown cannot say, one Markdown bullet each (the chapter's last section); `full_stored`: whether
+    a record of the full profile exists beside the one shown."""
     profile, t1 = record["profile"], record["metrics"]["table1"]
     one_seed = [NAMES[m] for m in MODELS if len(t1[m]["seeds"]) == 1]
     out = []
     if profile != "full":
         out.append(f"Errors after the 160 epochs of the authors' example: this page shows the `{profile}` profile; the "
-                   "`full` profile (160 epochs, meant for a GPU) would give them and has not been run. Every number "
-                   "says which profile it comes from.")
+                   "`full` profile (160 epochs, meant for a GPU) gives them, " + (
+                       "and its stored record is shown when ODECORE_PROFILE=full." if full_stored else
+                       "and has not been run.") + " Every number says which profile it comes from.")
     if one_seed:
         names = ", the ".join(one_seed[:-1]) + (" and the " if len(one_seed) > 1 else "") + one_seed[-1]
         each, rows = ("of each", "their rows show") if len(one_seed) > 1 else ("of it", "its row shows")
@@ -436,11 +438,11 @@ def ablation_differences(record: dict, variant: str = "authors") -> str:
              "weight_decay": lambda v: number(v, zeros=False) if v else "none",
              "crop_padding": lambda v: f"padding {v}", "momentum": lambda v: number(v, zeros=False),
              "lr": lambda v: number(v, zeros=False), "batch_size": str}
-    names = {"schedule": "learning-rate schedule", "nesterov": "momentum", "weight_decay": "weight decay",
+    names = {"schedule": "learning-rate schedule", "nesterov": "momentum type", "weight_decay": "weight decay",
              "crop_padding": "random crops", "momentum": "momentum", "lr": "peak learning rate", "batch_size": "batch"}
     parts = [f"its {names.get(k, k.replace('_', ' '))} ({words.get(k, str)(theirs[k])} against "
              f"{words.get(k, str)(ours[k])})" for k in theirs if k != "epochs" and theirs[k] != ours.get(k)]
-    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + (parts[-1] if parts else "nothing")
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + (parts[-1] if parts else "nothing but its epochs")
 
 
 def nfe_ablation_words(record: dict) -> str:

@@ -94,16 +94,18 @@ def older_weights(bench: dict | None, record: dict, replaced: dict | None) -> st
     before the record was made and so timed the checkpoint of the record that one replaced (`replaced`). Empty when
     the benchmark timed the current weights, or there is none."""
     rows = (bench or {}).get("rows") or (bench or {}).get("figure5") or []    # the diffrax and the CNF benchmark
-    trained = [r["weights"] for r in rows if r.get("weights", "").startswith("trained")]
+    trained = {r["weights"] for r in rows if r.get("weights", "").startswith("trained")}
     if not trained:
         return ""
-    method = record["config"].get("method", "dopri5")
-    if "trained with" in trained[0]:
-        if trained[0].rstrip(")").endswith(f"trained with {method}"):
+    current = (f"({record['profile']} profile, " if "profile" in record else "(", f"trained with "
+               f"{record['config'].get('method', 'dopri5')})")
+    named = [w for w in trained if "trained with" in w]
+    if named:
+        if all(current[0] in w and w.endswith(current[1]) for w in named):
             return ""
     elif bench.get("date", "") >= record.get("date", ""):
         return ""
     solver = f", trained with {replaced['config'].get('method', 'dopri5')}" if replaced else ""
-    return (f"Its trained rows timed an earlier Figure 5 checkpoint, that of the record the current one replaced{solver}, "
-            f"on the same settings and iterations: the benchmark ran on {bench['date'][:10]}, before the current "
-            f"record ({record['date'][:10]}), so its evaluations per solve differ a little from today's model's.")
+    return (f"The benchmark's trained rows timed an earlier Figure 5 checkpoint, that of the record the current one "
+            f"replaced{solver}, on the same settings and iterations: the benchmark ran on {bench['date'][:10]}, before "
+            f"the current record ({record['date'][:10]}).")

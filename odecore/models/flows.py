@@ -340,7 +340,7 @@ class CNF(nn.Module):
         """Base samples z0: (batch, d) forward from t0. Returns z(t) and log q(z(t)) at `times`
         ((T, batch, d), (T, batch)); with times None, only t1 ((batch, d), (batch,))."""
         ts = torch.tensor([self.t0, self.t1]) if times is None else times
-        if times is not None and float(times[0]) != self.t0:    # the base density holds at t0 only
+        if times is not None and not math.isclose(float(times[0]), self.t0, rel_tol=1e-6, abs_tol=1e-7):   # base at t0
             raise ValueError(f"push: times must start at t0 = {self.t0}, where z0 is drawn, got {float(times[0])}")
         z, logq = self._solve(z0, self.base_logpdf(z0), ts)
         return (z[-1], logq[-1]) if times is None else (z, logq)

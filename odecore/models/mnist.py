@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from odecore.solve import CountNFE, odesolve
+from odecore.solve import CountNFE, check_step_size, odesolve
 
 WIDTH = 64
 DOWNSAMPLING = ("res", "conv")
@@ -133,8 +133,12 @@ def make(name: str, *, downsampling: str = "res", tol: float = 1e-3, method: str
     elif name == "odenet":
         feature = ODEBlock(tol=tol, method=method, adjoint=True)
     elif name == "rknet":
-        if rk_step is not None and not (isinstance(rk_step, (int, float)) and rk_step > 0):
-            raise ValueError(f"rk_step must be a step size > 0 (or None for an adaptive rk_method), got {rk_step!r}")
+        if rk_step is not None:           # refused here, with the name the caller used, not at the first solve
+            try:
+                check_step_size(rk_method, {"step_size": rk_step})
+            except ValueError:
+                raise ValueError(f"rk_step must be a step size > 0 (or None for an adaptive rk_method), got "
+                                 f"{rk_step!r}") from None
         feature = ODEBlock(tol=tol, method=rk_method, adjoint=False,
                            options={"step_size": rk_step} if rk_step is not None else None)
     else:

@@ -358,7 +358,7 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     flat = {"config": config, "metrics": {"variants": {"authors": variant([22.0] + [20.0] * 14, 15, 160),
                                                        "cpu": variant([22.0] + [20.0] * 14, 15, 15)}}}
     words = mnist_figures.nfe_ablation_words(flat)
-    assert "none of these differences makes it grow" in words and "145 of its 160 epochs left" in words
+    assert "No one of these differences makes it grow" in words and "145 of its 160 epochs left" in words
     # every setting the authors' schedule changes is named, read from the configs
     assert ("its momentum type (plain against Nesterov), its weight decay (none against 5 × 10⁻⁴), its learning-rate "
             "schedule (step decay against one-cycle) and its random crops (padding 4 against padding 2)") in words
@@ -369,7 +369,7 @@ def test_the_ablation_words_answer_from_the_runs_and_say_what_is_left():
     assert "The forward NFE grows under the authors' schedule" in mnist_figures.nfe_ablation_words(grows)
     short = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"],
                                                         "authors": variant([22.0, 20.0, 20.0], 3, 160)}}}
-    assert "none of these differences" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
+    assert "No one of these differences" not in mnist_figures.nfe_ablation_words(short)   # too few epochs to answer for ours
     assert "weight decay is not what" not in words                    # not trained yet
     partway = {"config": config, "metrics": {"variants": {**flat["metrics"]["variants"], "onecycle_nowd": variant([25.0] + [20.0] * 7, 8, 15)}}}
     assert "weight decay is not what" not in mnist_figures.nfe_ablation_words(partway)

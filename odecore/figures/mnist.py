@@ -469,7 +469,7 @@ def nfe_ablation_words(record: dict) -> str:
         out.append(f"The forward NFE grows under {' and '.join(grew)}.")
     elif authors and ours and authors["epochs_done"] >= ours["epochs_done"]:
         out.append(f"The authors' schedule differs from ours in {ablation_differences(record)}, and over the first "
-                   f"{authors['epochs_done']} epochs its forward NFE stays as flat as ours: none of these differences "
+                   f"{authors['epochs_done']} epochs its forward NFE stays as flat as ours. No one of these differences "
                    f"makes it grow there, so the guess that our schedule keeps the dynamics smooth is not borne out in "
                    f"these epochs.")
     else:

@@ -332,13 +332,15 @@ def odesolve(func: Callable[[Tensor, State], State], z0: State, t: Tensor, *, rt
             or on another device than z0, non-finite, empty or half-precision z0, non-finite parameters
             or buffers, an unknown method (or an unknown lean_dopri5 option: torchdiffeq only warns about
             its own), tolerances that are not numbers, negative, both 0 or an rtol of 1 or more, a fixed-grid
-            step_size that is not a finite number > 0, a max_steps that is not a positive int or that a
+            step_size that is not a finite number > 0, adjoint_options without adjoint=True, a max_steps that is not a positive int or that a
             fixed grid exceeds, a scipy method where gradients are expected without the adjoint, or
             dynamics that return another shape or dtype than the state's.
         SolverError: the step limit was reached, the step size underflowed, or the dynamics
             returned NaN or inf at t0.
     """
     validate(func, z0, t, rtol=rtol, atol=atol, method=method)
+    if adjoint_options and not adjoint:      # they set the adjoint's backward solve: without it, silently unused
+        raise ValueError(f"adjoint_options {adjoint_options} apply only with adjoint=True; pass adjoint=True or drop them")
     check_step_size(method, options)
     check_max_steps(max_steps, method, t, options)
     check_gradient_path(func, z0, method, adjoint)

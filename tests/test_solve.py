@@ -200,6 +200,7 @@ def test_lean_dopri5_refuses_what_it_cannot_do():
     ({"method": "euler", "options": {"step_size": -0.1}}, "step_size must be a finite number > 0"),
     ({"method": "rk4", "options": {"step_size": "0.1"}}, "step_size must be a finite number > 0"),
     ({"method": "rk4", "options": {"step_size": 0.0}, "max_steps": 10}, "step_size must be"),   # before max_steps divides
+    ({"adjoint_options": {"norm": "seminorm"}}, "apply only with adjoint=True"),   # else silently unused
 ])
 def test_bad_input_is_named(kwargs, message):
     args = {"z0": torch.ones(1, 1), "t": torch.tensor([0.0, 1.0]), "method": "dopri5", "rtol": 1e-3, "atol": 1e-3}

@@ -339,6 +339,21 @@ def load(experiment: str, profile: str) -> Record | None:
     return record
 
 
+def supersede(experiment: str, profile: str) -> Path:
+    """Keep the stored record of `experiment` at `profile` in the results folder's superseded/, named by its solver
+    (`<experiment>-<profile>-<method>.json`), before a retraining on another solver replaces it: the pages then set
+    the old runs' cost beside the new (`superseded`, `compute.retrained`). Refuses to overwrite a kept one."""
+    record = load(experiment, profile)
+    if record is None:
+        raise ResultsError(f"no {experiment} record at profile {profile!r} to keep")
+    target = results_dir() / "superseded" / f"{experiment}-{profile}-{record['config'].get('method', 'dopri5')}.json"
+    if target.exists():
+        raise ResultsError(f"{target} exists: a record trained on that solver is already kept")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, path_for(experiment, profile).read_text())
+    return target
+
+
 def superseded(experiment: str | None = None, profile: str | None = None) -> list[Record]:
     """Records replaced by a retraining on another solver, kept in the results folder's superseded/ (else the
     committed data/results/superseded/) so that a page can set what the old runs cost beside the new; only

@@ -78,3 +78,14 @@ def test_total_does_not_depend_on_the_order_of_a_stack_and_a_record_reusing_one_
     for order in ([stack, reuse], [reuse, stack]):
         assert compute.total(order).hours == pytest.approx(28 / 3600)
     assert compute.shared(reuse, [stack]) == 1 and compute.shared(stack, [reuse]) == 1
+
+
+def test_supersede_keeps_the_record_under_its_solver_once():
+    results.save("cnf_mle", "smoke", {"method": "dopri5"}, {"runs": []}, seeds=[0], wall_time_s=1.0)
+    kept = results.supersede("cnf_mle", "smoke")
+    assert kept.name == "cnf_mle-smoke-dopri5.json"
+    assert [r["config"]["method"] for r in results.superseded("cnf_mle", "smoke")] == ["dopri5"]
+    with pytest.raises(results.ResultsError, match="already kept"):
+        results.supersede("cnf_mle", "smoke")
+    with pytest.raises(results.ResultsError, match="no cnf_density record"):
+        results.supersede("cnf_density", "smoke")
